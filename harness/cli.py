@@ -1,0 +1,184 @@
+"""``crossgrad`` command line: run | validate | backends.
+
+Exit status (SPEC §3): 0 every comparison agrees, 1 a divergence / failed expect / crash,
+2 bad input or usage, reported in one message without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from harness import determinism, registry
+from harness.cases import Case
+from harness.compare import compare
+from harness.errors import BackendUnavailable, CaseError, CrossgradError, UnknownBackend, UsageError
+from harness.loader import load_cases
+from harness.report import exit_status, format_table, write_report
+from harness.runner import run
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    determinism.apply_environment()
+    try:
+        return int(args.handler(args))
+    except CaseError as exc:
+        count = len(exc.problems)
+        print(
+            f"crossgrad: {count} problem{'s' * (count != 1)} in case files:\n{exc}", file=sys.stderr
+        )
+        return EXIT_USAGE
+    except CrossgradError as exc:
+        print(f"crossgrad: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("crossgrad: interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="crossgrad",
+        description="Train the same small network in several frameworks and compare every number.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run_cmd = commands.add_parser("run", help="run cases on backends and write the report")
+    run_cmd.add_argument(
+        "paths",
+        nargs="*",
+        default=["cases"],
+        metavar="PATH",
+        help="case files or folders (default: cases/)",
+    )
+    run_cmd.add_argument(
+        "--backend",
+        "-b",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="run only this backend (repeatable or comma-separated; default: every installed one)",
+    )
+    run_cmd.add_argument(
+        "--reference",
+        default="numpy",
+        metavar="NAME",
+        help="backend the others are compared with (default: numpy)",
+    )
+    run_cmd.add_argument(
+        "--case",
+        "-k",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="run only cases whose name matches this shell-style pattern (repeatable)",
+    )
+    run_cmd.add_argument(
+        "--out",
+        "-o",
+        default="reports/latest",
+        metavar="DIR",
+        help="report folder (default: reports/latest/)",
+    )
+    run_cmd.set_defaults(handler=_run)
+
+    validate_cmd = commands.add_parser(
+        "validate", help="check case files and print the expanded case count"
+    )
+    validate_cmd.add_argument("paths", nargs="*", default=["cases"], metavar="PATH")
+    validate_cmd.set_defaults(handler=_validate)
+
+    backends_cmd = commands.add_parser(
+        "backends", help="list adapters: available or why not, and versions"
+    )
+    backends_cmd.set_defaults(handler=_backends)
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    cases = _select(load_cases(args.paths), args.case)
+    backends = _backend_names(args.backend, args.reference)
+    print(
+        f"crossgrad: {len(cases)} case{'s' * (len(cases) != 1)} on {', '.join(backends)} (reference: {args.reference})",
+        file=sys.stderr,
+    )
+    started = time.perf_counter()
+    raw = run(cases, backends, progress=_progress)
+    table = compare(raw, cases, args.reference)
+    summaries = write_report(table, Path(args.out))
+    print(format_table(summaries))
+    elapsed = time.perf_counter() - started
+    print(
+        f"\nreport: {Path(args.out) / 'summary.md'} ({len(table):,} rows, {elapsed:.1f} s)",
+        file=sys.stderr,
+    )
+    return exit_status(table)
+
+
+def _select(cases: list[Case], patterns: list[str]) -> list[Case]:
+    if not patterns:
+        return cases
+    chosen = [c for c in cases if any(fnmatch.fnmatchcase(c.name, p) for p in patterns)]
+    if not chosen:
+        raise UsageError(
+            f"no case name matches --case {' '.join(patterns)} (of {len(cases)} cases)"
+        )
+    return chosen
+
+
+def _backend_names(requested: list[str], reference: str) -> list[str]:
+    names = [name.strip() for item in requested for name in item.split(",") if name.strip()]
+    known = registry.entries()
+    for name in [*names, reference]:
+        if name not in known:
+            raise UnknownBackend(name, list(known))
+    if not names:
+        names = registry.available_names()
+    for name in [reference, *names]:
+        reason = registry.load_class(name).unavailable_reason()
+        if reason:
+            raise BackendUnavailable(name, reason)
+    return list(dict.fromkeys([reference, *names]))
+
+
+def _progress(backend: str, done: int, total: int, case: str) -> None:
+    if sys.stderr.isatty():
+        end = "\n" if done == total else ""
+        print(
+            f"\r  {backend}: {done}/{total} {case[:60]:<60}", end=end, file=sys.stderr, flush=True
+        )
+    elif done == total:
+        print(f"  {backend}: {total} case{'s' * (total != 1)} done", file=sys.stderr, flush=True)
+
+
+def _validate(args: argparse.Namespace) -> int:
+    cases = load_cases(args.paths)
+    files = len({c.source.rpartition(":")[0] for c in cases})
+    print(f"{len(cases)} cases in {files} file{'s' * (files != 1)} (matrices expanded): OK")
+    return EXIT_OK
+
+
+def _backends(args: argparse.Namespace) -> int:
+    rows = [("backend", "status", "version", "source")]
+    for name, entry in registry.entries().items():
+        try:
+            cls = registry.load_class(name)
+            reason = cls.unavailable_reason()
+            version = "" if reason else cls.version()
+        except BackendUnavailable as exc:
+            reason, version = exc.reason, ""
+        rows.append(
+            (name, f"unavailable ({reason})" if reason else "available", version, entry.source)
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    return EXIT_OK

@@ -1,0 +1,93 @@
+"""Which adapters exist: the built-ins by "module:Class" string, plus entry-point plugins.
+
+Nothing here imports a framework: adapter modules import theirs only when a backend is
+built. A plugin whose entry point fails to load is a warning, never a crash (as xarray's
+backend plugins); two different adapters claiming one name are an error naming both.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import warnings
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from harness.errors import BackendUnavailable, CrossgradError, UnknownBackend
+
+if TYPE_CHECKING:
+    from backends.base import Backend
+
+ENTRY_POINT_GROUP = "crossgrad.backends"
+
+BUILTINS: dict[str, str] = {
+    "numpy": "backends.numpy_manual:NumpyBackend",
+    "torch": "backends.torch_backend:TorchBackend",
+    "jax": "backends.jax_backend:JaxBackend",
+    "tensorflow": "backends.tensorflow_backend:TensorflowBackend",
+}
+
+
+@dataclass(frozen=True)
+class AdapterEntry:
+    name: str
+    target: str  # "module:Class"
+    source: str  # "built-in" or "plugin <distribution>"
+
+
+def entries() -> dict[str, AdapterEntry]:
+    """Every known adapter by name: built-ins first, then plugins in name order."""
+    found = {name: AdapterEntry(name, target, "built-in") for name, target in BUILTINS.items()}
+    for ep in sorted(
+        importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name
+    ):
+        dist = ep.dist.name if ep.dist is not None else "unknown distribution"
+        entry = AdapterEntry(ep.name, ep.value, f"plugin {dist}")
+        known = found.get(ep.name)
+        if known is None:
+            found[ep.name] = entry
+        elif known.target != entry.target:
+            raise CrossgradError(
+                f"two adapters are named {ep.name!r}: {known.target} ({known.source}) and "
+                f"{entry.target} ({entry.source}); uninstall one or rename its entry point"
+            )
+    return found
+
+
+def load_class(name: str) -> type[Backend]:
+    """The adapter class for ``name``; raises ``UnknownBackend`` or ``BackendUnavailable``."""
+    known = entries()
+    if name not in known:
+        raise UnknownBackend(name, list(known))
+    entry = known[name]
+    module_name, _, class_name = entry.target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+        cls: type[Backend] = getattr(module, class_name)
+    except Exception as exc:  # a broken plugin must not take the run down
+        if entry.source != "built-in":
+            warnings.warn(f"adapter {name!r} ({entry.source}) failed to load: {exc}", stacklevel=2)
+        raise BackendUnavailable(name, f"{entry.target} failed to load: {exc}") from exc
+    return cls
+
+
+def create(name: str) -> Backend:
+    """An adapter instance ready to run; raises ``BackendUnavailable`` if its framework is missing."""
+    cls = load_class(name)
+    reason = cls.unavailable_reason()
+    if reason:
+        raise BackendUnavailable(name, reason)
+    return cls()
+
+
+def available_names() -> list[str]:
+    """Names of the adapters that can run here, built-ins first."""
+    names = []
+    for name in entries():
+        try:
+            cls = load_class(name)
+        except BackendUnavailable:
+            continue
+        if cls.unavailable_reason() is None:
+            names.append(name)
+    return names

@@ -1,0 +1,168 @@
+"""The report folder: results.csv, results.parquet and summary.md, plus the printed summary.
+
+Files are written to a temporary name and renamed into place, so a reader never sees a
+half-written report.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+# Worst first: the status a case × backend pair gets from its rows.
+SEVERITY = ("crashed", "expect_failed", "diverged", "known", "skipped", "ok")
+
+
+@dataclass(frozen=True)
+class PairSummary:
+    """One case on one backend, as a CI reviewer reads it."""
+
+    case: str
+    backend: str
+    version: str
+    status: str
+    compared: int
+    mismatched: int
+    worst_margin: float  # largest abs_err / tol; above 1 is a divergence
+    first_divergence: str
+
+
+def summarize(table: pd.DataFrame) -> list[PairSummary]:
+    summaries = []
+    for (case, backend), rows in table.groupby(["case", "backend"], sort=False):
+        statuses = set(rows["status"])
+        status = next(s for s in SEVERITY if s in statuses) if statuses else "ok"
+        compared = rows[rows["status"].isin(("ok", "diverged", "known", "expect_failed"))]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            margins = (compared["abs_err"] / compared["tol"]).to_numpy(dtype=np.float64)
+        margins = np.where(compared["abs_err"].to_numpy() == 0, 0.0, margins)
+        bad = rows[rows["status"].isin(("diverged", "expect_failed", "crashed", "known"))]
+        summaries.append(
+            PairSummary(
+                case=str(case),
+                backend=str(backend),
+                version=str(rows["version"].iloc[0]),
+                status=status,
+                compared=len(compared),
+                mismatched=int(compared["status"].isin(("diverged", "expect_failed")).sum()),
+                worst_margin=float(np.nanmax(margins))
+                if len(margins) and not np.all(np.isnan(margins))
+                else float("nan"),
+                first_divergence=describe_row(bad.iloc[0]) if len(bad) else _skip_reason(rows),
+            )
+        )
+    return summaries
+
+
+def _skip_reason(rows: pd.DataFrame) -> str:
+    skipped = rows[rows["status"] == "skipped"]
+    return str(skipped["detail"].iloc[0]) if len(skipped) else ""
+
+
+def describe_row(row: pd.Series) -> str:
+    """Where and how one row fails, in the torch.testing / assert_allclose manner."""
+    if row["status"] in ("crashed", "skipped"):
+        return str(row["detail"])
+    where = f"step {row['step']} {row['quantity']}"
+    if row["param"]:
+        where += f" {row['param']}"
+    if not pd.isna(row["index"]):
+        where += f"[{row['index']}]"
+    if row["status"] == "expect_failed":
+        return f"{where}: {row['value']:.8g} does not round to the expected {row['expected']} ({row['detail'] or 'expect'})"
+    text = (
+        f"{where}: {row['value']:.9g} vs reference {row['reference']:.9g} "
+        f"(abs err {row['abs_err']:.3g} > tol {row['tol']:.3g}, rel err {row['rel_err']:.3g})"
+    )
+    return f"{text}; {row['detail']}" if row["detail"] else text
+
+
+def exit_status(table: pd.DataFrame) -> int:
+    return 1 if table["status"].isin(("diverged", "crashed", "expect_failed")).any() else 0
+
+
+def format_table(summaries: list[PairSummary]) -> str:
+    """The short plain-text table ``crossgrad run`` prints."""
+    header = ("case", "backend", "status", "worst err/tol", "first divergence")
+    lines = [
+        (s.case, s.backend, s.status, _margin(s.worst_margin), _shorten(s.first_divergence, 90))
+        for s in summaries
+    ]
+    widths = [max(len(str(row[i])) for row in [header, *lines]) for i in range(len(header))]
+
+    def render(row: tuple[str, ...]) -> str:
+        return "  ".join(
+            str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)
+        ).rstrip()
+
+    return "\n".join([render(header), render(tuple("-" * w for w in widths)), *map(render, lines)])
+
+
+def _margin(value: float) -> str:
+    return "-" if np.isnan(value) else f"{value:.3g}"
+
+
+def _shorten(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def summary_markdown(table: pd.DataFrame, summaries: list[PairSummary]) -> str:
+    counts = pd.Series([s.status for s in summaries]).value_counts()
+    verdict = "FAIL" if exit_status(table) else "PASS"
+    lines = [
+        "# crossgrad report",
+        "",
+        f"**{verdict}** — {table['case'].nunique()} cases × {table['backend'].nunique()} backends: "
+        + ", ".join(f"{counts[s]} {s}" for s in SEVERITY if s in counts),
+        "",
+        "| case | backend | version | status | mismatched | worst err/tol | first divergence |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for s in summaries:
+        mismatch = f"{s.mismatched} / {s.compared}" if s.compared else "-"
+        cells = (
+            s.case,
+            s.backend,
+            s.version,
+            s.status,
+            mismatch,
+            _margin(s.worst_margin),
+            s.first_divergence,
+        )
+        lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
+    lines += [
+        "",
+        "worst err/tol: the largest |value − reference| / (atol + rtol·|reference|) of the pair; above 1 is a divergence.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_report(table: pd.DataFrame, out: Path) -> list[PairSummary]:
+    """Write every report file into ``out`` atomically; return the per-pair summaries."""
+    out.mkdir(parents=True, exist_ok=True)
+    summaries = summarize(table)
+    _atomic(out / "results.csv", lambda p: table.to_csv(p, index=False, float_format="%.17g"))
+    _atomic(out / "results.parquet", lambda p: table.to_parquet(p, index=False))
+    _atomic(
+        out / "summary.md",
+        lambda p: Path(p).write_text(summary_markdown(table, summaries), encoding="utf-8"),
+    )
+    return summaries
+
+
+def _atomic(path: Path, write: Callable[[str], object]) -> None:
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,1 @@
+"""Framework adapters for crossgrad: one module per framework, all the same shape."""

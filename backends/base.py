@@ -1,0 +1,86 @@
+"""The adapter interface every backend implements, built-in or plugin.
+
+An adapter turns one case into a ``Trace`` using its framework's own layers, losses,
+optimizers and autodiff. The training loop itself lives here, once, so every backend
+records the same quantities in the same order; an adapter only says how to build its
+model, run a forward pass, take one optimizer step, and read its parameters back.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+from abc import ABC, abstractmethod
+from typing import ClassVar, Protocol
+
+import numpy as np
+
+from harness.cases import Case
+from harness.inputs import Inputs
+from harness.trace import Trace
+
+
+class Model(Protocol):
+    """One case's network, data, loss and optimizer inside a framework."""
+
+    def forward(self) -> np.ndarray:
+        """The network's output on the case's ``x`` at the current parameters."""
+
+    def train_step(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Loss and gradients at the current parameters, then one optimizer update."""
+
+    def parameters(self) -> dict[str, np.ndarray]:
+        """Current parameters by ``state_dict`` name, in the case's ``(out, in)`` layout."""
+
+
+class Backend(ABC):
+    """Base of every adapter. Subclasses set the class attributes and implement ``build``."""
+
+    name: ClassVar[str]
+    # Top-level modules the adapter imports; missing ones make it unavailable, not an ImportError.
+    requires: ClassVar[tuple[str, ...]] = ()
+    # Distribution whose version is reported (and what ``pip install crossgrad[extra]`` adds).
+    distribution: ClassVar[str] = ""
+    extra: ClassVar[str] = ""
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        """Why this adapter cannot run here, or None. Never imports the framework."""
+        missing = [m for m in cls.requires if importlib.util.find_spec(m) is None]
+        if missing:
+            hint = (
+                f"pip install crossgrad[{cls.extra}]"
+                if cls.extra
+                else f"pip install {' '.join(missing)}"
+            )
+            return f"{', '.join(missing)} not installed ({hint})"
+        return None
+
+    @classmethod
+    def version(cls) -> str:
+        """The framework's version from package metadata, without importing it."""
+        if not cls.distribution:
+            return ""
+        try:
+            return importlib.metadata.version(cls.distribution)
+        except importlib.metadata.PackageNotFoundError:
+            return "unknown"
+
+    def unsupported_reason(self, case: Case) -> str | None:
+        """Why this adapter cannot express ``case`` faithfully (reported as skipped), or None."""
+        return None
+
+    @abstractmethod
+    def build(self, case: Case, inputs: Inputs) -> Model:
+        """The case's model in this framework, initialised from ``inputs``."""
+
+    def run(self, case: Case, inputs: Inputs) -> Trace:
+        model = self.build(case, inputs)
+        trace = Trace(output=model.forward())
+        for _ in range(case.steps):
+            loss, grads = model.train_step()
+            trace.losses.append(loss)
+            trace.grads.append(grads)
+            trace.params.append(model.parameters())
+        trace.output_after = model.forward()
+        return trace

@@ -1,0 +1,87 @@
+"""The reference backend: hand-written forward pass, backpropagation and optimizers in NumPy."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+from backends.base import Backend, Model
+from backends.reference_math import ACTIVATIONS, LOSSES, Optimizer
+from harness.cases import Case, param_names
+from harness.inputs import Inputs
+
+
+def numpy_dtype(name: str) -> np.dtype:
+    if name == "bfloat16":
+        import ml_dtypes  # NumPy has no bfloat16 of its own; ml_dtypes ships with JAX
+
+        return np.dtype(ml_dtypes.bfloat16)
+    return np.dtype(name)
+
+
+class NumpyBackend(Backend):
+    name = "numpy"
+    requires: ClassVar[tuple[str, ...]] = ("numpy",)
+    distribution = "numpy"
+
+    def unsupported_reason(self, case: Case) -> str | None:
+        if case.dtype == "bfloat16" and not _has_ml_dtypes():
+            return "bfloat16 needs the ml_dtypes package (pip install ml_dtypes)"
+        return None
+
+    def build(self, case: Case, inputs: Inputs) -> Model:
+        return NumpyModel(case, inputs)
+
+
+def _has_ml_dtypes() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("ml_dtypes") is not None
+
+
+class NumpyModel:
+    def __init__(self, case: Case, inputs: Inputs) -> None:
+        dtype = numpy_dtype(case.dtype)
+        self.params = {
+            name: inputs.params[name].astype(dtype) for name in param_names(case.network.sizes)
+        }
+        self.x = inputs.x.astype(dtype)
+        self.y = inputs.y.astype(dtype)
+        self.n_layers = case.network.n_layers
+        self.hidden = ACTIVATIONS[case.network.activation]
+        self.last = ACTIVATIONS[case.network.output_activation]
+        self.loss_name = case.loss.name
+        self.loss_args = case.loss.args
+        self.optimizer = Optimizer(case.optimizer.name, case.optimizer.args)
+
+    def _layers(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Activations a_0 = x, a_1 .. a_L and derivatives f'(z_1) .. f'(z_L)."""
+        activations, slopes = [self.x], []
+        for layer in range(self.n_layers):
+            w, b = self.params[f"layers.{layer}.weight"], self.params[f"layers.{layer}.bias"]
+            z = activations[-1] @ w.T + b
+            a, slope = (self.last if layer == self.n_layers - 1 else self.hidden)(z)
+            activations.append(a)
+            slopes.append(slope)
+        return activations, slopes
+
+    def forward(self) -> np.ndarray:
+        return self._layers()[0][-1]
+
+    def train_step(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        activations, slopes = self._layers()
+        loss, dloss_dout = LOSSES[self.loss_name](activations[-1], self.y, self.loss_args)
+        grads: dict[str, np.ndarray] = {}
+        delta = dloss_dout * slopes[-1]  # dloss/dz of the last layer
+        for layer in reversed(range(self.n_layers)):
+            grads[f"layers.{layer}.weight"] = delta.T @ activations[layer]
+            grads[f"layers.{layer}.bias"] = delta.sum(axis=0)
+            if layer:
+                delta = (delta @ self.params[f"layers.{layer}.weight"]) * slopes[layer - 1]
+        grads = {name: grads[name] for name in self.params}  # state_dict order
+        self.optimizer.step(self.params, grads)
+        return np.asarray(loss), grads
+
+    def parameters(self) -> dict[str, np.ndarray]:
+        return {name: value.copy() for name, value in self.params.items()}

@@ -1,0 +1,41 @@
+"""nox sessions: one per backend (each in its own virtualenv), tests, lint."""
+
+from __future__ import annotations
+
+import nox
+
+BACKENDS = ["numpy", "torch", "jax", "tensorflow"]
+# The pip extra each backend needs; numpy ships with crossgrad itself.
+EXTRAS = {"numpy": "", "torch": "[torch]", "jax": "[jax]", "tensorflow": "[tensorflow]"}
+
+nox.options.sessions = ["run", "tests", "lint"]
+nox.options.reuse_existing_virtualenvs = True
+
+
+def _install(session: nox.Session, extras: str) -> None:
+    session.install("-c", "constraints.txt", f".{extras}")
+
+
+@nox.session
+@nox.parametrize("backend", BACKENDS, ids=BACKENDS)
+def run(session: nox.Session, backend: str) -> None:
+    """Run cases/ on one backend (plus the numpy reference); results in reports/<backend>/."""
+    _install(session, EXTRAS[backend])
+    session.run(
+        "crossgrad", "run", "--backend", backend, "--out", f"reports/{backend}", *session.posargs
+    )
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Run the test suite with every backend installed."""
+    _install(session, "[all,test]")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff lint and format check."""
+    session.install("-c", "constraints.txt", "ruff")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")

@@ -37,6 +37,8 @@ class Backend(ABC):
     """Base of every adapter. Subclasses set the class attributes and implement ``build``."""
 
     name: ClassVar[str]
+    # How the framework executes the step (eager, jit, function, compile); recorded in every row.
+    mode: ClassVar[str] = "eager"
     # Top-level modules the adapter imports; missing ones make it unavailable, not an ImportError.
     requires: ClassVar[tuple[str, ...]] = ()
     # Distribution whose version is reported (and what ``pip install crossgrad[extra]`` adds).

@@ -1,4 +1,8 @@
-"""JAX adapter: a parameter pytree, ``jax.value_and_grad``, optax losses and optimizers."""
+"""JAX adapter: a parameter pytree, ``jax.value_and_grad``, optax losses and optimizers.
+
+``jax`` runs the step jitted (backends/jax_jit.py), as JAX code is normally run;
+``jax:eager`` runs the same math op by op.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from harness.inputs import Inputs
 
 class JaxBackend(Backend):
     name = "jax"
+    mode = "jit"
     requires: ClassVar[tuple[str, ...]] = ("jax", "optax")
     distribution = "jax"
     extra = "jax"
@@ -23,13 +28,28 @@ class JaxBackend(Backend):
         import jax
         import optax
 
+        from backends.jax_jit import JitCache
+
         determinism.configure_jax(jax)
         self.jax, self.optax = jax, optax
+        self.jit_cache = JitCache(jax, optax)
 
     def unsupported_reason(self, case: Case) -> str | None:
         if case.optimizer.name == "sgd" and case.optimizer.args["dampening"]:
             return "optax.sgd has no dampening argument"
         return None
+
+    def build(self, case: Case, inputs: Inputs) -> Model:
+        from backends.jax_jit import JaxJitModel
+
+        return JaxJitModel(self.jit_cache, case, inputs)
+
+
+class JaxEagerBackend(JaxBackend):
+    """The same adapter op by op, without ``jax.jit``."""
+
+    name = "jax:eager"
+    mode = "eager"
 
     def build(self, case: Case, inputs: Inputs) -> Model:
         return JaxModel(self.jax, self.optax, case, inputs)

@@ -1,4 +1,8 @@
-"""TensorFlow adapter: Keras ``Dense`` layers, ``tf.GradientTape``, Keras losses and optimizers."""
+"""TensorFlow adapter: Keras ``Dense`` layers, ``tf.GradientTape``, Keras losses and optimizers.
+
+``tensorflow`` runs the step inside ``tf.function`` (backends/tensorflow_function.py), as
+Keras' own ``fit`` does; ``tensorflow:eager`` runs it op by op.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from harness.inputs import Inputs
 
 class TensorflowBackend(Backend):
     name = "tensorflow"
+    mode = "function"
     requires: ClassVar[tuple[str, ...]] = ("tensorflow",)
     distribution = "tensorflow-cpu"
     extra = "tensorflow"
@@ -24,8 +29,11 @@ class TensorflowBackend(Backend):
         determinism.apply_environment()  # TensorFlow reads its log switches at import
         import tensorflow as tf
 
+        from backends.tensorflow_function import FunctionCache
+
         determinism.configure_tensorflow(tf)
         self.tf = tf
+        self.function_cache = FunctionCache(tf)
 
     @classmethod
     def version(cls) -> str:
@@ -43,6 +51,18 @@ class TensorflowBackend(Backend):
         if case.optimizer.name == "sgd" and case.optimizer.args["dampening"]:
             return "tf.keras.optimizers.SGD has no dampening argument"
         return None
+
+    def build(self, case: Case, inputs: Inputs) -> Model:
+        from backends.tensorflow_function import TensorflowFunctionModel
+
+        return TensorflowFunctionModel(self.function_cache, case, inputs)
+
+
+class TensorflowEagerBackend(TensorflowBackend):
+    """The same adapter op by op, outside ``tf.function``."""
+
+    name = "tensorflow:eager"
+    mode = "eager"
 
     def build(self, case: Case, inputs: Inputs) -> Model:
         return TensorflowModel(self.tf, case, inputs)

@@ -16,6 +16,7 @@ from harness.inputs import Inputs
 
 class TorchBackend(Backend):
     name = "torch"
+    mode = "eager"
     requires: ClassVar[tuple[str, ...]] = ("torch",)
     distribution = "torch"
     extra = "torch"

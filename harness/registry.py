@@ -27,6 +27,14 @@ BUILTINS: dict[str, str] = {
     "tensorflow": "backends.tensorflow_backend:TensorflowBackend",
 }
 
+# Other execution modes of the built-ins, run only when named ("--backend jax:eager"): the
+# default run compares each framework's usual mode with the reference.
+MODES: dict[str, str] = {
+    "jax:eager": "backends.jax_backend:JaxEagerBackend",
+    "tensorflow:eager": "backends.tensorflow_backend:TensorflowEagerBackend",
+    "torch:compile": "backends.torch_compile:TorchCompileBackend",
+}
+
 
 @dataclass(frozen=True)
 class AdapterEntry:
@@ -37,7 +45,8 @@ class AdapterEntry:
 
 def entries() -> dict[str, AdapterEntry]:
     """Every known adapter by name: built-ins first, then plugins in name order."""
-    found = {name: AdapterEntry(name, target, "built-in") for name, target in BUILTINS.items()}
+    builtins = {**BUILTINS, **MODES}
+    found = {name: AdapterEntry(name, target, "built-in") for name, target in builtins.items()}
     for ep in sorted(
         importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name
     ):
@@ -80,10 +89,20 @@ def create(name: str) -> Backend:
     return cls()
 
 
+def mode_of(name: str) -> str:
+    """The execution mode of adapter ``name`` (its class's ``mode``), without importing a framework."""
+    try:
+        return str(getattr(load_class(name), "mode", ""))
+    except (BackendUnavailable, UnknownBackend):
+        return ""
+
+
 def available_names() -> list[str]:
-    """Names of the adapters that can run here, built-ins first."""
+    """Names of the adapters that can run here, built-ins first; extra modes only when named."""
     names = []
     for name in entries():
+        if name in MODES:
+            continue
         try:
             cls = load_class(name)
         except BackendUnavailable:

@@ -1,0 +1,96 @@
+"""The jitted JAX model: one ``jax.jit`` train step and forward pass per step key.
+
+The step is the eager adapter's math (optax loss and optimizer, ``jax.value_and_grad``)
+traced once; XLA may fuse and reorder it, which is exactly what comparing ``jax`` with
+``jax:eager`` tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from backends.compiled_cache import step_key
+from backends.jax_backend import _activation, _loss, _numpy, _optimizer
+from harness.cases import Case
+from harness.inputs import Inputs
+
+
+@dataclass(frozen=True)
+class JittedStep:
+    """Compiled functions of one step key: optimizer init, forward pass, train step."""
+
+    init: Any
+    output: Any
+    step: Any
+
+
+class JitCache:
+    """Jitted functions by step key; jax.jit adds its own cache on shapes and dtypes."""
+
+    def __init__(self, jax: Any, optax: Any) -> None:
+        self.jax, self.optax = jax, optax
+        self.entries: dict[Hashable, JittedStep] = {}
+
+    def get(self, case: Case, batch: int) -> JittedStep:
+        key = step_key(case, batch)
+        if key not in self.entries:
+            self.entries[key] = self._compile(case)
+        return self.entries[key]
+
+    def _compile(self, case: Case) -> JittedStep:
+        jax, optax = self.jax, self.optax
+        n_layers = case.network.n_layers
+        hidden = _activation(jax.nn, case.network.activation)
+        last = _activation(jax.nn, case.network.output_activation)
+        loss_of_output = _loss(jax.numpy, optax, case.loss.name, case.loss.args)
+        optimizer = _optimizer(optax, case.optimizer.name, case.optimizer.args)
+
+        def output(params: dict[str, Any], x: Any) -> Any:
+            a = x
+            for layer in range(n_layers):
+                z = a @ params[f"layers.{layer}.weight"].T + params[f"layers.{layer}.bias"]
+                a = (last if layer == n_layers - 1 else hidden)(z)
+            return a
+
+        def loss(params: dict[str, Any], x: Any, y: Any) -> Any:
+            return loss_of_output(output(params, x), y)
+
+        value_and_grad = jax.value_and_grad(loss)
+
+        def step(params: dict[str, Any], opt_state: Any, x: Any, y: Any) -> tuple[Any, ...]:
+            value, grads = value_and_grad(params, x, y)
+            updates, opt_state = optimizer.update(grads, opt_state, params)
+            return value, grads, optax.apply_updates(params, updates), opt_state
+
+        return JittedStep(jax.jit(optimizer.init), jax.jit(output), jax.jit(step))
+
+
+class JaxJitModel:
+    """One case's state, driven through the cached jitted functions of its step key."""
+
+    def __init__(self, cache: JitCache, case: Case, inputs: Inputs) -> None:
+        jnp = cache.jax.numpy
+        dtype = getattr(jnp, case.dtype)
+        self.params = {
+            name: jnp.asarray(value, dtype=dtype) for name, value in inputs.params.items()
+        }
+        self.x = jnp.asarray(inputs.x, dtype=dtype)
+        self.y = jnp.asarray(inputs.y, dtype=dtype)
+        self.jitted = cache.get(case, int(inputs.x.shape[0]))
+        self.opt_state = self.jitted.init(self.params)
+
+    def forward(self) -> np.ndarray:
+        return _numpy(self.jitted.output(self.params, self.x))
+
+    def train_step(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        loss, grads, self.params, self.opt_state = self.jitted.step(
+            self.params, self.opt_state, self.x, self.y
+        )
+        return _numpy(loss), {name: _numpy(grads[name]) for name in self.params}
+
+    def parameters(self) -> dict[str, np.ndarray]:
+        return {name: _numpy(value) for name, value in self.params.items()}

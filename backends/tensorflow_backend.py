@@ -53,6 +53,9 @@ class TensorflowModel:
         self.tf = tf
         keras = tf.keras
         dtype = case.dtype
+        # Keras creates its optimizer variables (learning rate ...) in floatx: float64 cases
+        # need float64 there, lower precisions keep float32 hyper-parameters as torch does.
+        keras.config.set_floatx("float64" if dtype == "float64" else "float32")
         sizes = case.network.sizes
         self.layers = []
         for layer, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes)):

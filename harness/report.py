@@ -106,9 +106,16 @@ def exit_status(table: pd.DataFrame) -> int:
 
 def format_table(summaries: list[PairSummary]) -> str:
     """The short plain-text table ``crossgrad run`` prints."""
-    header = ("case", "backend", "status", "worst err/tol", "first divergence")
+    header = ("case", "backend", "status", "cause", "worst err/tol", "first divergence")
     lines = [
-        (s.case, s.backend, s.status, _margin(s.worst_margin), _shorten(s.first_divergence, 90))
+        (
+            s.case,
+            s.backend,
+            s.status,
+            s.cause,
+            _margin(s.worst_margin),
+            _shorten(s.first_divergence, 90),
+        )
         for s in summaries
     ]
     widths = [max(len(str(row[i])) for row in [header, *lines]) for i in range(len(header))]

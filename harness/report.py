@@ -40,7 +40,6 @@ class PairSummary:
     first_divergence: str
     cause: str = ""  # precision, semantic or known (harness/triage.py)
     off_oracle: str = ""  # the side farther from the oracle at the first divergence
-    first_row: pd.Series | None = None  # the row first_divergence describes
 
 
 def summarize(table: pd.DataFrame) -> list[PairSummary]:
@@ -71,7 +70,6 @@ def summarize(table: pd.DataFrame) -> list[PairSummary]:
                 off_oracle=off_oracle(first, reference)
                 if first is not None and first["status"] == "diverged"
                 else "",
-                first_row=first,
             )
         )
     return summaries

@@ -21,7 +21,9 @@ PAIR = ["case", "backend"]
 
 
 def assign_causes(table: pd.DataFrame, cases: list[Case], reference: str) -> pd.DataFrame:
-    """``table`` with ``cause`` filled in on every diverged row."""
+    """``table`` with ``cause`` filled in on every diverged and every known row."""
+    table = table.copy()
+    table.loc[table["status"] == "known", "cause"] = "known"
     diverged = table.loc[table["status"] == "diverged", [*PAIR, "dtype"]].drop_duplicates()
     if diverged.empty:
         return table
@@ -33,7 +35,6 @@ def assign_causes(table: pd.DataFrame, cases: list[Case], reference: str) -> pd.
         else controls.get((str(case), str(backend)), "")
         for case, backend, dtype in diverged.itertuples(index=False)
     }
-    table = table.copy()
     pair_cause = pd.Series(
         [causes.get(key, "") for key in zip(table["case"], table["backend"], strict=True)],
         index=table.index,

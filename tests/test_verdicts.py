@@ -132,3 +132,18 @@ def test_the_repro_command_reruns_just_that_case_on_just_that_backend(tmp_path, 
     table = pd.read_csv(tmp_path / "reports" / "repro" / "results.csv", keep_default_na=False)
     assert table["case"].nunique() == 1
     assert set(table["backend"]) == {"numpy", "wrong_bias"}
+
+
+def test_a_known_divergence_has_cause_known_and_needs_no_control_run():
+    from conftest import run_and_compare
+
+    from harness.loader import load_cases
+    from harness.triage import assign_causes
+
+    cases = load_cases([CASES / "seed.yaml"])
+    table = run_and_compare(cases, ["wrong_bias"])
+    registered = table["status"] == "diverged"
+    table.loc[registered, "status"] = "known"  # as the known-divergence registry marks it
+    causes = assign_causes(table, cases, "numpy")
+    assert set(causes.loc[registered, "cause"]) == {"known"}
+    assert set(causes.loc[~registered, "cause"]) == {""}

@@ -45,7 +45,9 @@ def write_repro(failing: list[Pair], sources: dict[Pair, Path], out: Path) -> li
         if source is None or not source.is_file():
             continue
         folder.mkdir(parents=True, exist_ok=True)
-        copy = folder / "__".join(source.parts[-2:])  # short, and unique across case folders
+        # Short and unique across case folders; a file from an earlier repro/ keeps its name.
+        name = source.name if source.parent.name == "repro" else "__".join(source.parts[-2:])
+        copy = folder / name
         if source.resolve() != copy.resolve():
             shutil.copyfile(source, copy)
         entries.append({"case": case, "backend": backend, "file": copy.name})

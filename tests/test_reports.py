@@ -241,3 +241,34 @@ def test_report_html_renders_its_plots_in_a_headless_browser(all_in_one, tmp_pat
     assert dom.count('<g class="hm"') == len(cases)
     assert dom.count('class="trace scatter') >= multi_step * (len(BUILTIN_BACKENDS) - 1)
     assert dom.count('class="main-svg"') >= len(cases) + multi_step
+
+
+def test_merging_failing_runs_keeps_causes_oracle_verdicts_and_repro_files(tmp_path):
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(registry.BUILTINS, "wrong_bias", "adapters:WrongBiasGradientBackend")
+        seed = str(CASES / "seed.yaml")
+        for name, backends in (
+            ("one", "torch,wrong_bias"),
+            ("torch", "torch"),
+            ("wrong", "wrong_bias"),
+        ):
+            main(["run", seed, "-b", backends, "--out", str(tmp_path / name)])
+        status = main(
+            [
+                "report",
+                str(tmp_path / "wrong"),
+                str(tmp_path / "torch"),
+                "--out",
+                str(tmp_path / "merged"),
+            ]
+        )
+    assert status == 1
+    merged = tmp_path / "merged"
+    assert (merged / "results.csv").read_bytes() == (tmp_path / "one" / "results.csv").read_bytes()
+    table = pd.read_csv(merged / "results.csv", keep_default_na=False)
+    assert set(table.loc[table["status"] == "diverged", "cause"]) == {"semantic"}
+    (command,) = (merged / "repro" / "commands.sh").read_text().splitlines()
+    assert command.startswith(
+        f"crossgrad run {merged / 'repro' / 'cases__seed.yaml'} --backend wrong_bias"
+    )
+    assert (merged / "repro" / "cases__seed.yaml").read_text() == (CASES / "seed.yaml").read_text()

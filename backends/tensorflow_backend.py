@@ -84,6 +84,13 @@ class TensorflowModel:
     def forward(self) -> np.ndarray:
         return _numpy(self._output())
 
+    def layer_outputs(self) -> list[np.ndarray]:
+        outputs, a = [], self.x
+        for dense in self.layers[:-1]:
+            a = self.hidden(dense(a))
+            outputs.append(_numpy(a))
+        return outputs
+
     def train_step(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         with self.tf.GradientTape() as tape:
             loss = self.loss_fn(self.y, self._output())

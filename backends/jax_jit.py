@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from backends.compiled_cache import step_key
 from backends.jax_backend import _activation, _loss, _numpy, _optimizer
 from harness.cases import Case
 from harness.inputs import Inputs
+from harness.step_key import step_key
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,7 @@ class JittedStep:
     """Compiled functions of one step key: optimizer init, forward pass, train step."""
 
     init: Any
-    output: Any
+    outputs: Any  # every layer's output
     step: Any
 
 
@@ -49,15 +49,17 @@ class JitCache:
         loss_of_output = _loss(jax.numpy, optax, case.loss.name, case.loss.args)
         optimizer = _optimizer(optax, case.optimizer.name, case.optimizer.args)
 
-        def output(params: dict[str, Any], x: Any) -> Any:
-            a = x
+        def outputs(params: dict[str, Any], x: Any) -> list[Any]:
+            """Every layer's output after its activation; the last is the network's."""
+            a, found = x, []
             for layer in range(n_layers):
                 z = a @ params[f"layers.{layer}.weight"].T + params[f"layers.{layer}.bias"]
                 a = (last if layer == n_layers - 1 else hidden)(z)
-            return a
+                found.append(a)
+            return found
 
         def loss(params: dict[str, Any], x: Any, y: Any) -> Any:
-            return loss_of_output(output(params, x), y)
+            return loss_of_output(outputs(params, x)[-1], y)
 
         value_and_grad = jax.value_and_grad(loss)
 
@@ -66,7 +68,7 @@ class JitCache:
             updates, opt_state = optimizer.update(grads, opt_state, params)
             return value, grads, optax.apply_updates(params, updates), opt_state
 
-        return JittedStep(jax.jit(optimizer.init), jax.jit(output), jax.jit(step))
+        return JittedStep(jax.jit(optimizer.init), jax.jit(outputs), jax.jit(step))
 
 
 class JaxJitModel:
@@ -84,7 +86,10 @@ class JaxJitModel:
         self.opt_state = self.jitted.init(self.params)
 
     def forward(self) -> np.ndarray:
-        return _numpy(self.jitted.output(self.params, self.x))
+        return _numpy(self.jitted.outputs(self.params, self.x)[-1])
+
+    def layer_outputs(self) -> list[np.ndarray]:
+        return [_numpy(a) for a in self.jitted.outputs(self.params, self.x)[:-1]]
 
     def train_step(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         loss, grads, self.params, self.opt_state = self.jitted.step(

@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from backends.compiled_cache import step_key
 from backends.tensorflow_backend import _activation, _loss, _numpy, _optimizer
 from harness.cases import Case
 from harness.inputs import Inputs
+from harness.step_key import step_key
 
 
 class FunctionSlot:
@@ -25,6 +25,8 @@ class FunctionSlot:
 
     def __init__(self, tf: Any, case: Case) -> None:
         keras = tf.keras
+        # As in the eager adapter: Keras makes the learning-rate variable in floatx.
+        keras.config.set_floatx("float64" if case.dtype == "float64" else "float32")
         self.layers = []
         for fan_in, fan_out in itertools.pairwise(case.network.sizes):
             dense = keras.layers.Dense(fan_out, dtype=case.dtype)
@@ -38,20 +40,22 @@ class FunctionSlot:
         self.optimizer.build(self.variables)
         self.fresh_state = [v.numpy() for v in self.optimizer.variables]
 
-        def output(x: Any) -> Any:
-            a = x
+        def outputs(x: Any) -> list[Any]:
+            """Every layer's output after its activation; the last is the network's."""
+            a, found = x, []
             for i, dense in enumerate(self.layers):
                 a = (last if i == len(self.layers) - 1 else hidden)(dense(a))
-            return a
+                found.append(a)
+            return found
 
         def step(x: Any, y: Any) -> tuple[Any, list[Any]]:
             with tf.GradientTape() as tape:
-                loss = loss_fn(y, output(x))
+                loss = loss_fn(y, outputs(x)[-1])
             grads = tape.gradient(loss, self.variables)
             self.optimizer.apply_gradients(zip(grads, self.variables, strict=True))
             return loss, grads
 
-        self.output = tf.function(output)
+        self.outputs = tf.function(outputs)
         self.step = tf.function(step)
 
     def reset(self, inputs: Inputs) -> None:
@@ -88,7 +92,10 @@ class TensorflowFunctionModel:
         self.y = tf.constant(inputs.y, dtype=case.dtype)
 
     def forward(self) -> np.ndarray:
-        return _numpy(self.slot.output(self.x))
+        return _numpy(self.slot.outputs(self.x)[-1])
+
+    def layer_outputs(self) -> list[np.ndarray]:
+        return [_numpy(a) for a in self.slot.outputs(self.x)[:-1]]
 
     def train_step(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         loss, grads = self.slot.step(self.x, self.y)

@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 
 from backends.base import Model
-from backends.compiled_cache import step_key
 from backends.torch_backend import TorchBackend, _activation, _loss, _numpy, _optimizer
 from harness.cases import Case
 from harness.inputs import Inputs
+from harness.step_key import step_key
 
 
 class CompiledSlot:
@@ -38,14 +38,16 @@ class CompiledSlot:
         loss_fn = _loss(nn, case.loss.name, case.loss.args)
         layers = self.net.layers
 
-        def output(x: Any) -> Any:
-            a = x
+        def outputs(x: Any) -> list[Any]:
+            """Every layer's output after its activation; the last is the network's."""
+            a, found = x, []
             for i, layer in enumerate(layers):
                 a = (last if i == len(layers) - 1 else hidden)(layer(a))
-            return a
+                found.append(a)
+            return found
 
-        self.output = torch.compile(output)
-        self.loss = torch.compile(lambda x, y: loss_fn(output(x), y))
+        self.outputs = torch.compile(outputs)
+        self.loss = torch.compile(lambda x, y: loss_fn(outputs(x)[-1], y))
 
 
 class TorchCompileBackend(TorchBackend):
@@ -80,7 +82,11 @@ class TorchCompiledModel:
 
     def forward(self) -> np.ndarray:
         with self.torch.no_grad():
-            return _numpy(self.slot.output(self.x))
+            return _numpy(self.slot.outputs(self.x)[-1])
+
+    def layer_outputs(self) -> list[np.ndarray]:
+        with self.torch.no_grad():
+            return [_numpy(a) for a in self.slot.outputs(self.x)[:-1]]
 
     def train_step(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         self.optimizer.zero_grad()

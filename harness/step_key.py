@@ -1,4 +1,4 @@
-"""The key under which compiled adapters cache a step: everything a trace bakes in.
+"""The key under which compiled adapters cache a step and sweeps batch cases: all but values.
 
 A compiled step (``jax.jit``, ``tf.function``, ``torch.compile``) closes over the network's
 topology, activations, loss and optimizer; shapes and dtypes are the framework's own cache

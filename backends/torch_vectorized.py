@@ -1,0 +1,67 @@
+"""PyTorch, vectorized: ``torch.func.vmap`` of the adapter's ``nn.Linear`` layers and loss,
+and its ``torch.optim`` optimizer on parameter tensors with a leading variant axis.
+
+torch.optim's algorithms are elementwise, so one optimizer over batched tensors is each
+variant's optimizer at once; ``functional_call`` runs each ``nn.Linear`` with one variant's
+weights, so per variant the loss reduces exactly as in the per-case adapter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from backends.torch_backend import TorchModel, _numpy, _optimizer
+from harness.batch_trace import BatchTrace
+from harness.cases import Case, param_names
+from harness.inputs import Inputs
+
+
+def run_batch(backend: Any, cases: Sequence[Case], inputs: Sequence[Inputs]) -> BatchTrace:
+    """Every case of one step key at once; ``backend`` is a TorchBackend."""
+    torch = backend.torch
+    func = torch.func
+    case = cases[0]
+    model = TorchModel(torch, case, inputs[0])  # the adapter's layers, activations and loss
+    layers = list(model.net.layers)
+    dtype = getattr(torch, case.dtype)
+
+    def outputs(params: dict[str, Any], x: Any) -> Any:
+        a = x
+        for i, layer in enumerate(layers):
+            weights = {"weight": params[f"layers.{i}.weight"], "bias": params[f"layers.{i}.bias"]}
+            a = (model.last if i == len(layers) - 1 else model.hidden)(
+                func.functional_call(layer, weights, (a,))
+            )
+        return a
+
+    def loss(params: dict[str, Any], x: Any, y: Any) -> Any:
+        return model.loss_fn(outputs(params, x), y)
+
+    loss_and_grads = func.vmap(func.grad_and_value(loss))
+    batched_output = func.vmap(outputs)
+
+    def stacked(arrays: list[np.ndarray]) -> Any:
+        return torch.from_numpy(np.stack(arrays)).to(dtype)  # float64 -> dtype: exact
+
+    names = param_names(case.network.sizes)
+    params = {name: stacked([i.params[name] for i in inputs]) for name in names}
+    x, y = stacked([i.x for i in inputs]), stacked([i.y for i in inputs])
+    optimizer = _optimizer(
+        torch.optim, list(params.values()), case.optimizer.name, case.optimizer.args
+    )
+    with torch.no_grad():
+        trace = BatchTrace(output=_numpy(batched_output(params, x)))
+    for _ in range(case.steps):
+        grads, value = loss_and_grads(params, x, y)
+        for name in names:
+            params[name].grad = grads[name]
+        optimizer.step()
+        trace.losses.append(_numpy(value))
+        trace.grads.append({name: _numpy(grads[name]) for name in names})
+        trace.params.append({name: _numpy(params[name]) for name in names})
+    with torch.no_grad():
+        trace.output_after = _numpy(batched_output(params, x))
+    return trace

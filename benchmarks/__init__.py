@@ -1,0 +1,1 @@
+"""Benchmarks: crossgrad against bare framework scripts (run: python -m benchmarks.run)."""

@@ -1,0 +1,230 @@
+"""crossgrad against bare framework scripts: prints the issue-7 ratios as one table.
+
+    python -m benchmarks.run                # every section, a few minutes on 2 CPU cores
+    python -m benchmarks.run --quick        # tiny sizes: checks the benchmark runs, not speed
+
+Sections: ``loop`` (warm per-case loop per backend and mode, in this process, against the
+idiomatic loops of ``benchmarks/bare_loops.py``), ``process`` (the seed case on four
+backends as a whole ``crossgrad run`` process against a bare script importing the four
+frameworks), ``sweep`` (vectorized case-steps per second and verdicts against the loop),
+``memory`` (peak memory of a large streamed sweep against one ten times smaller).
+A benchmark prints figures; it never fails a test on a slow machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.bare_loops import SeedValues, bare_loop
+from harness import determinism, registry
+from harness.cases import Case
+from harness.inputs import Inputs, make_inputs
+from harness.loader import load_cases
+
+ROOT = Path(__file__).resolve().parent.parent
+SEED_FILE = ROOT / "cases" / "seed.yaml"
+LOOP_BACKENDS = ("numpy", "torch", "jax", "jax:eager", "tensorflow", "tensorflow:eager")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the printed table."""
+
+    section: str
+    subject: str
+    measure: str
+    crossgrad: float
+    bare: float | None
+    ratio: float | None
+    target: str
+    met: bool | None
+
+
+def seed_variants(count: int, seed: int = 0) -> list[Case]:
+    """``count`` copies of the seed case with random weights and data (same shapes, same step)."""
+    (base,) = load_cases([SEED_FILE])
+    rng = np.random.default_rng(seed)
+    cases = []
+    for i in range(count):
+        params = {name: rng.uniform(-3, 3, size=v.shape) for name, v in base.network.params.items()}
+        cases.append(
+            dataclasses.replace(
+                base,
+                name=f"seed-variant-{i}",
+                network=dataclasses.replace(base.network, params=params),
+                x=rng.uniform(-1, 1, size=(1, 1)),
+                y=rng.uniform(0, 1, size=(1, 1)),
+                expect=None,
+            )
+        )
+    return cases
+
+
+def as_seed_values(inputs: Inputs) -> SeedValues:
+    p = {name: value.astype(np.float32) for name, value in inputs.params.items()}
+    return SeedValues(
+        p["layers.0.weight"],
+        p["layers.0.bias"],
+        p["layers.1.weight"],
+        p["layers.1.bias"],
+        inputs.x.astype(np.float32),
+        inputs.y.astype(np.float32),
+    )
+
+
+def best_rate(run: Callable[[], object], count: int, repeats: int) -> float:
+    """Cases per second of the fastest of ``repeats`` timed runs over ``count`` cases."""
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - started)
+    return count / best
+
+
+def loop_section(backends: Sequence[str], count: int, repeats: int) -> list[Row]:
+    """Warm per-case loop: ``Backend.run`` plus the table rows, against the bare loop."""
+    cases = seed_variants(count)
+    inputs = [make_inputs(case) for case in cases]
+    values = [as_seed_values(i) for i in inputs]
+    rows = []
+    for name in backends:
+        backend = registry.create(name)
+        bare = bare_loop(name)
+
+        def harness_loop(backend=backend) -> None:  # type: ignore[no-untyped-def]
+            for case, case_inputs in zip(cases, inputs, strict=True):
+                backend.run(case, case_inputs).rows()
+
+        bare_loop_run = lambda bare=bare: bare(values)  # noqa: E731
+        harness_loop(), bare_loop_run()  # warm: traces, compiles, caches
+        ours = best_rate(harness_loop, count, repeats)
+        theirs = best_rate(bare_loop_run, count, repeats)
+        ratio = ours / theirs
+        rows.append(
+            Row("loop", name, "cases/s", ours, theirs, ratio, ">= 0.7 x bare", ratio >= 0.7)
+        )
+    return rows
+
+
+BARE_PROCESS = """
+import numpy as np
+import torch
+import jax, jax.numpy as jnp, optax
+import tensorflow as tf
+from benchmarks.bare_loops import SeedValues, numpy_loop, torch_loop, jax_loop, tensorflow_loop
+f = np.float32
+seed = SeedValues(np.array([[1.58]], f), np.array([-0.14], f), np.array([[2.45]], f),
+                  np.array([-0.11], f), np.array([[0.8]], f), np.array([[1.0]], f))
+for loop in (numpy_loop, torch_loop(), jax_loop(), tensorflow_loop()):
+    print(loop([seed])[0][0])
+"""
+
+
+def process_section(repeats: int) -> list[Row]:
+    """The seed case on four backends as one ``crossgrad run`` against a bare four-framework script."""
+    env = {**os.environ, **determinism.ENVIRONMENT, "PYTHONPATH": str(ROOT)}
+    with tempfile.TemporaryDirectory() as out:
+        ours = min(
+            _wall(
+                [
+                    sys.executable,
+                    "-m",
+                    "harness",
+                    "run",
+                    str(SEED_FILE),
+                    "--out",
+                    out,
+                    "--known",
+                    "none",
+                ],
+                env,
+            )
+            for _ in range(repeats)
+        )
+    theirs = min(_wall([sys.executable, "-c", BARE_PROCESS], env) for _ in range(repeats))
+    ratio = ours / theirs
+    return [
+        Row(
+            "process",
+            "seed x 4 backends",
+            "wall s",
+            ours,
+            theirs,
+            ratio,
+            "<= 0.8 x bare",
+            ratio <= 0.8,
+        )
+    ]
+
+
+def _wall(command: list[str], env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    subprocess.run(command, cwd=ROOT, env=env, check=True, capture_output=True)
+    return time.perf_counter() - started
+
+
+SECTIONS: dict[str, Callable[[argparse.Namespace], list[Row]]] = {
+    "loop": lambda a: loop_section(a.backend or LOOP_BACKENDS, a.cases, a.repeats),
+    "process": lambda a: process_section(a.repeats),
+}
+
+
+def format_rows(rows: Sequence[Row]) -> str:
+    header = ("section", "subject", "measure", "crossgrad", "bare", "ratio", "target", "met")
+    lines = [
+        (
+            r.section,
+            r.subject,
+            r.measure,
+            f"{r.crossgrad:,.4g}",
+            "-" if r.bare is None else f"{r.bare:,.4g}",
+            "-" if r.ratio is None else f"{r.ratio:.2f}",
+            r.target,
+            "-" if r.met is None else ("yes" if r.met else "NO"),
+        )
+        for r in rows
+    ]
+    widths = [max(len(line[i]) for line in [header, *lines]) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
+        for line in [header, tuple("-" * w for w in widths), *lines]
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.run", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--section", action="append", choices=list(SECTIONS), help="run only these")
+    parser.add_argument("--backend", action="append", help="loop section: only these backends")
+    parser.add_argument("--cases", type=int, default=300, help="cases per timed loop (default 300)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed repeats; the best counts")
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny sizes: a smoke run, not a measurement"
+    )
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.cases, args.repeats = 5, 1
+    determinism.apply_environment()
+    rows: list[Row] = []
+    for name in args.section or list(SECTIONS):
+        rows += SECTIONS[name](args)
+        print(format_rows(rows), end="\n\n", file=sys.stderr, flush=True)  # partial, as it goes
+    print(format_rows(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""What a vectorized backend records for a batch of cases: every array with a leading variant axis.
+
+``BatchTrace.rows`` lays each variant's values out exactly as ``Trace.rows`` does for one
+case (without the optional per-layer activations), so a vectorized sweep and the per-case
+loop produce the same results table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class BatchTrace:
+    output: np.ndarray  # (variants, batch, outputs), before any update
+    losses: list[np.ndarray] = field(default_factory=list)  # per step, (variants,)
+    grads: list[dict[str, np.ndarray]] = field(default_factory=list)  # per step, (variants, *shape)
+    params: list[dict[str, np.ndarray]] = field(default_factory=list)  # after each step's update
+    output_after: np.ndarray | None = None
+
+    @property
+    def variants(self) -> int:
+        return int(self.output.shape[0])
+
+    def rows(self) -> dict[str, np.ndarray]:
+        """Columns ``variant, step, quantity, param, index, value``, variant by variant."""
+        pieces: list[tuple[int, str, str, np.ndarray]] = [(0, "output", "", self.output)]
+        for step, (loss, grads, params) in enumerate(
+            zip(self.losses, self.grads, self.params, strict=True)
+        ):
+            pieces.append((step, "loss", "", loss))
+            pieces += [(step, "grad", name, value) for name, value in grads.items()]
+            pieces += [(step, "param", name, value) for name, value in params.items()]
+        if self.output_after is not None:
+            pieces.append((max(len(self.losses) - 1, 0), "output_after", "", self.output_after))
+        n = self.variants
+        # Exact widening to float64, one (variants, values) block per piece, side by side.
+        blocks = [np.asarray(a).astype(np.float64).reshape(n, -1) for _, _, _, a in pieces]
+        sizes = [b.shape[1] for b in blocks]
+        index = np.concatenate(
+            [
+                np.full(size, -1) if quantity == "loss" else np.arange(size)
+                for size, (_, quantity, _, _) in zip(sizes, pieces, strict=True)
+            ]
+        )
+        template = {
+            "step": np.repeat([p[0] for p in pieces], sizes).astype(np.int64),
+            "quantity": np.repeat(np.array([p[1] for p in pieces], dtype=object), sizes),
+            "param": np.repeat(np.array([p[2] for p in pieces], dtype=object), sizes),
+            "index": index.astype(np.int64),
+        }
+        columns = {key: np.tile(column, n) for key, column in template.items()}
+        columns["variant"] = np.repeat(np.arange(n), sum(sizes))
+        columns["value"] = np.concatenate(blocks, axis=1).ravel()
+        return columns

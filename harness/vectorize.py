@@ -1,0 +1,149 @@
+"""Vectorized sweeps (``crossgrad run --vectorize``): cases that differ only in values run as
+one batched computation per backend.
+
+Cases group by their step key (topology, activations, loss, optimizer with all its
+arguments, dtype, data rows) plus steps and backend filter; a group of two or more goes to
+the backend's batched implementation (``VECTORIZED``), in this process. Everything else —
+single cases, backends without one, a batch whose run raised — takes the per-case path,
+so a vectorized run reports what the loop would, only faster.
+"""
+
+from __future__ import annotations
+
+import importlib
+import traceback
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from harness import determinism, registry
+from harness.batch_trace import BatchTrace
+from harness.cases import Case
+from harness.errors import BackendUnavailable
+from harness.inputs import Inputs, make_inputs
+from harness.runner import RAW_COLUMNS, empty_frame, normalize
+from harness.runner import run as run_per_case
+from harness.step_key import step_key
+
+# Backend name -> "module:function" taking (adapter, cases, inputs) and returning a BatchTrace.
+VECTORIZED: dict[str, str] = {
+    "numpy": "backends.numpy_vectorized:run_batch",
+    "torch": "backends.torch_vectorized:run_batch",
+    "jax": "backends.jax_vectorized:run_batch",
+}
+
+Progress = Callable[[str, int, int, str], None]
+BatchRunner = Callable[[Any, Sequence[Case], Sequence[Inputs]], BatchTrace]
+
+
+def group_key(case: Case, inputs: Inputs) -> tuple[Hashable, ...]:
+    """Cases with equal keys can share one batched computation."""
+    return (step_key(case, int(inputs.x.shape[0])), case.steps, case.backends)
+
+
+def groups(cases: Sequence[Case], inputs: dict[str, Inputs]) -> list[list[Case]]:
+    """Cases by group key, in first-seen order; each group keeps the cases' order."""
+    found: dict[Hashable, list[Case]] = {}
+    for case in cases:
+        found.setdefault(group_key(case, inputs[case.name]), []).append(case)
+    return list(found.values())
+
+
+def run(
+    cases: list[Case], backends: list[str], progress: Progress | None = None, **loop_options: Any
+) -> pd.DataFrame:
+    """Raw results of every case on every backend, batched where a backend can batch."""
+    determinism.apply_environment()
+    inputs = {case.name: make_inputs(case) for case in cases}
+    batches = [group for group in groups(cases, inputs) if len(group) > 1]
+    frames = []
+    for name in backends:
+        done, frames_of_backend = _run_batches(name, batches, inputs, progress, len(cases))
+        rest = [case for case in cases if case.name not in done]
+        if rest:
+            frames_of_backend.append(run_per_case(rest, [name], progress, **loop_options))
+        frames += frames_of_backend
+    raw = pd.concat(frames, ignore_index=True) if frames else empty_frame()
+    return _in_case_order(raw, cases, backends)
+
+
+def _run_batches(
+    name: str,
+    batches: list[list[Case]],
+    inputs: dict[str, Inputs],
+    progress: Progress | None,
+    total: int,
+) -> tuple[set[str], list[pd.DataFrame]]:
+    """The batches this backend can run in one computation each: their frames and case names."""
+    runner = _batch_runner(name)
+    if runner is None or not batches:
+        return set(), []
+    try:
+        adapter = registry.create(name)
+    except BackendUnavailable:
+        return set(), []  # the per-case path reports every case as skipped, with the reason
+    version = adapter.version()
+    done: set[str] = set()
+    frames = []
+    for batch in batches:
+        if any(case.backends.excludes(name) or adapter.unsupported_reason(case) for case in batch):
+            continue
+        try:
+            trace = runner(adapter, batch, [inputs[case.name] for case in batch])
+        except Exception:  # the per-case path runs these cases again and reports each crash
+            traceback.print_exc(limit=1)
+            continue
+        frames.append(batch_frame(trace, batch, name, version))
+        done.update(case.name for case in batch)
+        if progress:
+            progress(name, len(done), total, batch[-1].name)
+    return done, frames
+
+
+def _batch_runner(name: str) -> BatchRunner | None:
+    target = VECTORIZED.get(name)
+    if target is None:
+        return None
+    module_name, _, function = target.partition(":")
+    runner: BatchRunner = getattr(importlib.import_module(module_name), function)
+    return runner
+
+
+def batch_frame(
+    trace: BatchTrace, cases: Sequence[Case], backend: str, version: str
+) -> pd.DataFrame:
+    """The raw results rows of a batch, identical in layout to the per-case rows."""
+    rows = trace.rows()
+    n = len(rows["value"])
+    names = np.array([case.name for case in cases], dtype=object)
+    columns = {
+        "case": names[rows["variant"]],
+        "backend": np.full(n, backend, dtype=object),
+        "version": np.full(n, version, dtype=object),
+        "dtype": np.full(n, cases[0].dtype, dtype=object),
+        "status": np.full(n, "ok", dtype=object),
+        "detail": np.full(n, "", dtype=object),
+        **{key: rows[key] for key in ("step", "quantity", "param", "index", "value")},
+    }
+    return normalize(pd.DataFrame({key: columns[key] for key in RAW_COLUMNS}))
+
+
+def _in_case_order(raw: pd.DataFrame, cases: list[Case], backends: list[str]) -> pd.DataFrame:
+    """Backend order, then the cases' order, as the per-case runner returns them."""
+    case_rank = {case.name: i for i, case in enumerate(cases)}
+    backend_rank = {name: i for i, name in enumerate(backends)}
+    order = np.lexsort(
+        (
+            raw["case"].map(case_rank).to_numpy(),
+            raw["backend"].map(backend_rank).to_numpy(),
+        )
+    )
+    # lexsort is stable: each case keeps its rows in computation order.
+    return raw.iloc[order].reset_index(drop=True)
+
+
+def batched_backends() -> Iterator[str]:
+    """Backend names with a vectorized implementation."""
+    return iter(VECTORIZED)

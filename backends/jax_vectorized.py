@@ -2,25 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable
 from typing import Any
 
 import numpy as np
 
 from backends.jax_backend import _numpy
-from harness.batch_trace import BatchTrace
+from harness.batch_trace import BatchInputs, BatchTrace
 from harness.cases import Case, param_names
-from harness.inputs import Inputs
 from harness.step_key import step_key
 
 _BATCHED: dict[Hashable, tuple[Any, Any, Any]] = {}  # step key -> jit(vmap(init, outputs, step))
 
 
-def run_batch(backend: Any, cases: Sequence[Case], inputs: Sequence[Inputs]) -> BatchTrace:
-    """Every case of one step key at once; ``backend`` is a JaxBackend (its jit cache)."""
+def run_batch(backend: Any, case: Case, inputs: BatchInputs) -> BatchTrace:
+    """Every case of ``case``'s step key at once; ``backend`` is a JaxBackend (its jit cache)."""
     jax = backend.jax
-    case = cases[0]
-    batch = int(inputs[0].x.shape[0])
+    batch = int(inputs.x.shape[1])
     key = step_key(case, batch)
     if key not in _BATCHED:
         jitted = backend.jit_cache.get(case, batch)
@@ -30,15 +28,16 @@ def run_batch(backend: Any, cases: Sequence[Case], inputs: Sequence[Inputs]) -> 
     init, outputs, step = _BATCHED[key]
     dtype = getattr(jax.numpy, case.dtype)
 
-    def stacked(arrays: list[np.ndarray]) -> Any:
-        return jax.numpy.asarray(np.stack(arrays), dtype=dtype)
+    def device(array: np.ndarray) -> Any:
+        return jax.numpy.asarray(array, dtype=dtype)
 
     names = param_names(case.network.sizes)
-    params = {name: stacked([i.params[name] for i in inputs]) for name in names}
-    x, y = stacked([i.x for i in inputs]), stacked([i.y for i in inputs])
+    params = {name: device(inputs.params[name]) for name in names}
+    x, y = device(inputs.x), device(inputs.y)
     state = init(params)
     trace = BatchTrace(output=_numpy(outputs(params, x)[-1]))
     for _ in range(case.steps):
+        trace.activations.append([_numpy(a) for a in outputs(params, x)[:-1]])
         loss, grads, params, state = step(params, state, x, y)
         trace.losses.append(_numpy(loss))
         trace.grads.append({name: _numpy(grads[name]) for name in names})

@@ -7,16 +7,15 @@ each variant's ``(batch, outputs)`` block where the per-case loss reduces over t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 
 from backends.numpy_manual import numpy_dtype
 from backends.reference_math import ACTIVATIONS, Optimizer, _sigmoid
-from harness.batch_trace import BatchTrace
+from harness.batch_trace import BatchInputs, BatchTrace
 from harness.cases import Case, param_names
-from harness.inputs import Inputs
 
 Array = np.ndarray
 _BLOCK = (-2, -1)  # one variant's (batch, outputs)
@@ -68,14 +67,12 @@ BATCHED_LOSSES: Mapping[str, Callable[[Array, Array, Mapping[str, float]], tuple
 }
 
 
-def run_batch(backend: Any, cases: Sequence[Case], inputs: Sequence[Inputs]) -> BatchTrace:
-    """Every case of one step key at once; ``backend`` is the per-case NumpyBackend (unused)."""
-    case = cases[0]
+def run_batch(backend: Any, case: Case, inputs: BatchInputs) -> BatchTrace:
+    """Every case of ``case``'s step key at once; ``backend`` is the per-case NumpyBackend (unused)."""
     dtype = numpy_dtype(case.dtype)
     names = param_names(case.network.sizes)
-    params = {name: np.stack([i.params[name] for i in inputs]).astype(dtype) for name in names}
-    x = np.stack([i.x for i in inputs]).astype(dtype)
-    y = np.stack([i.y for i in inputs]).astype(dtype)
+    params = {name: inputs.params[name].astype(dtype) for name in names}
+    x, y = inputs.x.astype(dtype), inputs.y.astype(dtype)
     n_layers = case.network.n_layers
     hidden = ACTIVATIONS[case.network.activation]
     last = ACTIVATIONS[case.network.output_activation]
@@ -95,6 +92,7 @@ def run_batch(backend: Any, cases: Sequence[Case], inputs: Sequence[Inputs]) -> 
     trace = BatchTrace(output=layers()[0][-1])
     for _ in range(case.steps):
         activations, slopes = layers()
+        trace.activations.append([a.copy() for a in activations[1:-1]])
         loss, dloss_dout = loss_of(activations[-1], y, case.loss.args)
         grads: dict[str, Array] = {}
         delta = dloss_dout * slopes[-1]

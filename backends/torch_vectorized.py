@@ -8,53 +8,56 @@ weights, so per variant the loss reduces exactly as in the per-case adapter.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from backends.torch_backend import TorchModel, _numpy, _optimizer
-from harness.batch_trace import BatchTrace
+from harness.batch_trace import BatchInputs, BatchTrace
 from harness.cases import Case, param_names
 from harness.inputs import Inputs
 
 
-def run_batch(backend: Any, cases: Sequence[Case], inputs: Sequence[Inputs]) -> BatchTrace:
-    """Every case of one step key at once; ``backend`` is a TorchBackend."""
+def run_batch(backend: Any, case: Case, inputs: BatchInputs) -> BatchTrace:
+    """Every case of ``case``'s step key at once; ``backend`` is a TorchBackend."""
     torch = backend.torch
     func = torch.func
-    case = cases[0]
-    model = TorchModel(torch, case, inputs[0])  # the adapter's layers, activations and loss
+    first = Inputs({name: p[0] for name, p in inputs.params.items()}, inputs.x[0], inputs.y[0])
+    model = TorchModel(torch, case, first)  # the adapter's layers, activations and loss
     layers = list(model.net.layers)
     dtype = getattr(torch, case.dtype)
 
-    def outputs(params: dict[str, Any], x: Any) -> Any:
-        a = x
+    def outputs(params: dict[str, Any], x: Any) -> list[Any]:
+        """Every layer's output after its activation; the last is the network's."""
+        a, found = x, []
         for i, layer in enumerate(layers):
             weights = {"weight": params[f"layers.{i}.weight"], "bias": params[f"layers.{i}.bias"]}
             a = (model.last if i == len(layers) - 1 else model.hidden)(
                 func.functional_call(layer, weights, (a,))
             )
-        return a
+            found.append(a)
+        return found
 
     def loss(params: dict[str, Any], x: Any, y: Any) -> Any:
-        return model.loss_fn(outputs(params, x), y)
+        return model.loss_fn(outputs(params, x)[-1], y)
 
     loss_and_grads = func.vmap(func.grad_and_value(loss))
     batched_output = func.vmap(outputs)
 
-    def stacked(arrays: list[np.ndarray]) -> Any:
-        return torch.from_numpy(np.stack(arrays)).to(dtype)  # float64 -> dtype: exact
+    def tensor(array: np.ndarray) -> Any:
+        return torch.from_numpy(array).to(dtype)  # float64 -> dtype: exact
 
     names = param_names(case.network.sizes)
-    params = {name: stacked([i.params[name] for i in inputs]) for name in names}
-    x, y = stacked([i.x for i in inputs]), stacked([i.y for i in inputs])
+    params = {name: tensor(inputs.params[name]) for name in names}
+    x, y = tensor(inputs.x), tensor(inputs.y)
     optimizer = _optimizer(
         torch.optim, list(params.values()), case.optimizer.name, case.optimizer.args
     )
     with torch.no_grad():
-        trace = BatchTrace(output=_numpy(batched_output(params, x)))
+        trace = BatchTrace(output=_numpy(batched_output(params, x)[-1]))
     for _ in range(case.steps):
+        with torch.no_grad():
+            trace.activations.append([_numpy(a) for a in batched_output(params, x)[:-1]])
         grads, value = loss_and_grads(params, x, y)
         for name in names:
             params[name].grad = grads[name]
@@ -63,5 +66,5 @@ def run_batch(backend: Any, cases: Sequence[Case], inputs: Sequence[Inputs]) -> 
         trace.grads.append({name: _numpy(grads[name]) for name in names})
         trace.params.append({name: _numpy(params[name]) for name in names})
     with torch.no_grad():
-        trace.output_after = _numpy(batched_output(params, x))
+        trace.output_after = _numpy(batched_output(params, x)[-1])
     return trace

@@ -175,9 +175,66 @@ def _wall(command: list[str], env: dict[str, str]) -> float:
     return time.perf_counter() - started
 
 
+SWEEP_TARGETS = {"numpy": 1_000_000, "torch": 1_000_000, "jax": 1_000_000, "tensorflow": 300_000}
+
+
+def sweep_section(variants: int, sample: int, repeats: int) -> list[Row]:
+    """Vectorized case-steps/s per backend (warm), and verdicts against the per-case loop."""
+    from harness import vectorize
+    from harness.batch_trace import BatchInputs
+
+    cases = seed_variants(variants, seed=1)
+    inputs = BatchInputs.stack([make_inputs(case) for case in cases])
+    rows = []
+    for name, target in SWEEP_TARGETS.items():
+        runner = vectorize._batch_runner(name)
+        if runner is None:
+            rows.append(
+                Row("sweep", name, "case-steps/s", 0.0, None, None, f">= {target:,}", False)
+            )
+            continue
+        adapter = registry.create(name)
+        run_once = lambda runner=runner, adapter=adapter: runner(adapter, cases[0], inputs)  # noqa: E731
+        run_once()  # warm: jit and vmap traces for this many variants
+        rate = best_rate(run_once, variants * cases[0].steps, repeats)
+        rows.append(
+            Row("sweep", name, "case-steps/s", rate, None, None, f">= {target:,}", rate >= target)
+        )
+    rows.append(_verdict_row(cases[:sample]))
+    return rows
+
+
+def _verdict_row(cases: list[Case]) -> Row:
+    """Each case × backend verdict of a vectorized run against the per-case loop's."""
+    from harness import runner, vectorize
+    from harness.compare import compare
+    from harness.report import summarize
+
+    backends = list(SWEEP_TARGETS)
+
+    def verdicts(raw: object) -> dict[tuple[str, str], str]:
+        table = compare(raw, cases, "numpy")  # type: ignore[arg-type]
+        return {(s.case, s.backend): s.status for s in summarize(table)}
+
+    looped = verdicts(runner.run(cases, backends))
+    swept = verdicts(vectorize.run(cases, backends))
+    same = sum(looped[pair] == swept.get(pair) for pair in looped)
+    return Row(
+        "sweep",
+        f"verdicts, {len(cases)} variants",
+        "pairs same as loop",
+        float(same),
+        float(len(looped)),
+        same / len(looped),
+        "all identical",
+        same == len(looped),
+    )
+
+
 SECTIONS: dict[str, Callable[[argparse.Namespace], list[Row]]] = {
     "loop": lambda a: loop_section(a.backend or LOOP_BACKENDS, a.cases, a.repeats),
     "process": lambda a: process_section(a.repeats),
+    "sweep": lambda a: sweep_section(a.variants, a.sample, a.repeats),
 }
 
 
@@ -210,13 +267,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--section", action="append", choices=list(SECTIONS), help="run only these")
     parser.add_argument("--backend", action="append", help="loop section: only these backends")
     parser.add_argument("--cases", type=int, default=300, help="cases per timed loop (default 300)")
+    parser.add_argument("--variants", type=int, default=10_000, help="sweep size (default 10,000)")
+    parser.add_argument("--sample", type=int, default=200, help="variants checked against the loop")
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats; the best counts")
     parser.add_argument(
         "--quick", action="store_true", help="tiny sizes: a smoke run, not a measurement"
     )
     args = parser.parse_args(argv)
     if args.quick:
-        args.cases, args.repeats = 5, 1
+        args.cases, args.repeats, args.variants, args.sample = 5, 1, 20, 5
     determinism.apply_environment()
     rows: list[Row] = []
     for name in args.section or list(SECTIONS):

@@ -1,7 +1,7 @@
-"""What a vectorized backend records for a batch of cases: every array with a leading variant axis.
+"""A batch of cases for a vectorized backend, in and out: every array with a leading variant axis.
 
 ``BatchTrace.rows`` lays each variant's values out exactly as ``Trace.rows`` does for one
-case (without the optional per-layer activations), so a vectorized sweep and the per-case
+case, so a vectorized sweep and the per-case
 loop produce the same results table.
 """
 
@@ -11,6 +11,26 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from harness.inputs import Inputs
+
+
+@dataclass(frozen=True)
+class BatchInputs:
+    """The float64 inputs of a batch's cases, stacked once for every backend."""
+
+    params: dict[str, np.ndarray]  # (variants, *shape)
+    x: np.ndarray  # (variants, batch, inputs)
+    y: np.ndarray  # (variants, batch, outputs)
+
+    @classmethod
+    def stack(cls, inputs: list[Inputs]) -> BatchInputs:
+        names = list(inputs[0].params)
+        return cls(
+            params={name: np.stack([i.params[name] for i in inputs]) for name in names},
+            x=np.stack([i.x for i in inputs]),
+            y=np.stack([i.y for i in inputs]),
+        )
+
 
 @dataclass
 class BatchTrace:
@@ -19,6 +39,8 @@ class BatchTrace:
     grads: list[dict[str, np.ndarray]] = field(default_factory=list)  # per step, (variants, *shape)
     params: list[dict[str, np.ndarray]] = field(default_factory=list)  # after each step's update
     output_after: np.ndarray | None = None
+    # Per step, the hidden layers' outputs before that step's update, (variants, batch, width)
+    activations: list[list[np.ndarray]] = field(default_factory=list)
 
     @property
     def variants(self) -> int:
@@ -26,13 +48,19 @@ class BatchTrace:
 
     def rows(self) -> dict[str, np.ndarray]:
         """Columns ``variant, step, quantity, param, index, value``, variant by variant."""
-        pieces: list[tuple[int, str, str, np.ndarray]] = [(0, "output", "", self.output)]
+        pieces: list[tuple[int, str, str, np.ndarray]] = []
         for step, (loss, grads, params) in enumerate(
             zip(self.losses, self.grads, self.params, strict=True)
         ):
+            hidden = self.activations[step] if step < len(self.activations) else []
+            pieces += [(step, "activation", f"layers.{k}", a) for k, a in enumerate(hidden)]
+            if step == 0:
+                pieces.append((0, "output", "", self.output))
             pieces.append((step, "loss", "", loss))
             pieces += [(step, "grad", name, value) for name, value in grads.items()]
             pieces += [(step, "param", name, value) for name, value in params.items()]
+        if not self.losses:
+            pieces.append((0, "output", "", self.output))
         if self.output_after is not None:
             pieces.append((max(len(self.losses) - 1, 0), "output_after", "", self.output_after))
         n = self.variants

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from harness import determinism, registry
-from harness.batch_trace import BatchTrace
+from harness.batch_trace import BatchInputs, BatchTrace
 from harness.cases import Case
 from harness.errors import BackendUnavailable
 from harness.inputs import Inputs, make_inputs
@@ -27,7 +27,7 @@ from harness.runner import RAW_COLUMNS, empty_frame, normalize
 from harness.runner import run as run_per_case
 from harness.step_key import step_key
 
-# Backend name -> "module:function" taking (adapter, cases, inputs) and returning a BatchTrace.
+# Backend name -> "module:function" taking (adapter, first case, BatchInputs) -> BatchTrace.
 VECTORIZED: dict[str, str] = {
     "numpy": "backends.numpy_vectorized:run_batch",
     "torch": "backends.torch_vectorized:run_batch",
@@ -35,7 +35,7 @@ VECTORIZED: dict[str, str] = {
 }
 
 Progress = Callable[[str, int, int, str], None]
-BatchRunner = Callable[[Any, Sequence[Case], Sequence[Inputs]], BatchTrace]
+BatchRunner = Callable[[Any, Case, BatchInputs], BatchTrace]
 
 
 def group_key(case: Case, inputs: Inputs) -> tuple[Hashable, ...]:
@@ -57,10 +57,14 @@ def run(
     """Raw results of every case on every backend, batched where a backend can batch."""
     determinism.apply_environment()
     inputs = {case.name: make_inputs(case) for case in cases}
-    batches = [group for group in groups(cases, inputs) if len(group) > 1]
+    batches = [
+        (group, BatchInputs.stack([inputs[case.name] for case in group]))
+        for group in groups(cases, inputs)
+        if len(group) > 1
+    ]
     frames = []
     for name in backends:
-        done, frames_of_backend = _run_batches(name, batches, inputs, progress, len(cases))
+        done, frames_of_backend = _run_batches(name, batches, progress, len(cases))
         rest = [case for case in cases if case.name not in done]
         if rest:
             frames_of_backend.append(run_per_case(rest, [name], progress, **loop_options))
@@ -71,8 +75,7 @@ def run(
 
 def _run_batches(
     name: str,
-    batches: list[list[Case]],
-    inputs: dict[str, Inputs],
+    batches: list[tuple[list[Case], BatchInputs]],
     progress: Progress | None,
     total: int,
 ) -> tuple[set[str], list[pd.DataFrame]]:
@@ -87,11 +90,11 @@ def _run_batches(
     version = adapter.version()
     done: set[str] = set()
     frames = []
-    for batch in batches:
+    for batch, batch_inputs in batches:
         if any(case.backends.excludes(name) or adapter.unsupported_reason(case) for case in batch):
             continue
         try:
-            trace = runner(adapter, batch, [inputs[case.name] for case in batch])
+            trace = runner(adapter, batch[0], batch_inputs)
         except Exception:  # the per-case path runs these cases again and reports each crash
             traceback.print_exc(limit=1)
             continue

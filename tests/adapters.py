@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from typing import Any
 
 from backends.base import Model
@@ -43,3 +45,62 @@ class CrashingBackend(NumpyBackend):
 
         model.train_step = crash  # type: ignore[method-assign]
         return model
+
+
+# The process-killing adapters misbehave only on relu cases, so a test also sees the
+# restarted worker run the lane's remaining cases normally.
+MISBEHAVES_ON = "relu"
+
+
+class SegfaultingBackend(NumpyBackend):
+    """Dies of SIGSEGV on relu cases, as a framework's C code might."""
+
+    name = "segfaulting"
+
+    def build(self, case: Case, inputs: Inputs) -> Model:
+        if case.network.activation == MISBEHAVES_ON:
+            import ctypes
+
+            ctypes.string_at(0)  # reads address 0: the process gets SIGSEGV
+        return super().build(case, inputs)
+
+
+class HangingBackend(NumpyBackend):
+    """Never returns on relu cases, as a deadlocked framework would."""
+
+    name = "hanging"
+
+    def build(self, case: Case, inputs: Inputs) -> Model:
+        while case.network.activation == MISBEHAVES_ON:
+            time.sleep(3600)
+        return super().build(case, inputs)
+
+
+class ExitingBackend(NumpyBackend):
+    """Ends its process with ``os._exit(3)`` on relu cases, bypassing every handler."""
+
+    name = "exiting"
+
+    def build(self, case: Case, inputs: Inputs) -> Model:
+        if case.network.activation == MISBEHAVES_ON:
+            os._exit(3)
+        return super().build(case, inputs)
+
+
+class SlowBackend(NumpyBackend):
+    """The reference, a quarter second per case: a run long enough to interrupt."""
+
+    name = "slow"
+
+    def build(self, case: Case, inputs: Inputs) -> Model:
+        time.sleep(0.25)
+        return super().build(case, inputs)
+
+
+class UnbuildableBackend(NumpyBackend):
+    """Fails in its constructor, as an adapter whose framework is broken would."""
+
+    name = "unbuildable"
+
+    def __init__(self) -> None:
+        raise ImportError("simulated broken framework install")

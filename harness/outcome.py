@@ -1,0 +1,20 @@
+"""What one backend did with one case: the unit the runner collects and streams."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from harness.cases import Case
+from harness.trace import Trace
+
+
+@dataclass
+class Outcome:
+    """What one backend did with one case: a trace, or why there is none."""
+
+    case: Case
+    backend: str
+    version: str
+    trace: Trace | None = None
+    status: str = "ok"  # ok (ran), crashed, skipped
+    detail: str = ""

@@ -19,7 +19,8 @@ from harness.compare import compare
 from harness.errors import BackendUnavailable, CaseError, CrossgradError, UnknownBackend, UsageError
 from harness.loader import load_cases
 from harness.report import exit_status, format_table, write_report
-from harness.runner import run
+from harness.session import RunSession
+from harness.workers import DEFAULT_TIMEOUT
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -88,6 +89,29 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="report folder (default: reports/latest/)",
     )
+    run_cmd.add_argument(
+        "--timeout",
+        type=_positive_seconds,
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help="a case running longer than this on one backend is killed and reported as "
+        f"crashed; the run goes on (default: {DEFAULT_TIMEOUT:g})",
+    )
+    run_cmd.add_argument(
+        "--jobs",
+        "-j",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="backends run at once, each in its own worker process (default: all of them)",
+    )
+    run_cmd.add_argument(
+        "--fail-fast",
+        "-x",
+        action="store_true",
+        help="stop at the first crash, divergence or failed expect; the report of what "
+        "finished is written and marked incomplete",
+    )
     run_cmd.set_defaults(handler=_run)
 
     validate_cmd = commands.add_parser(
@@ -111,16 +135,35 @@ def _run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     started = time.perf_counter()
-    raw = run(cases, backends, progress=_progress)
-    table = compare(raw, cases, args.reference)
-    summaries = write_report(table, Path(args.out))
+    out = Path(args.out)
+    with RunSession(out, cases, backends, args.reference, fail_fast=args.fail_fast) as session:
+        raw = session.run(_progress, timeout=args.timeout, jobs=args.jobs)
+        table = compare(raw, cases, args.reference)
+        summaries = write_report(table, out, incomplete=session.incomplete)
+        session.finish()
+    if session.incomplete:
+        print(f"crossgrad: report incomplete: {session.incomplete}", file=sys.stderr)
     print(format_table(summaries))
     elapsed = time.perf_counter() - started
     print(
         f"\nreport: {Path(args.out) / 'summary.md'} ({len(table):,} rows, {elapsed:.1f} s)",
         file=sys.stderr,
     )
-    return exit_status(table)
+    return session.exit_status(exit_status(table))
+
+
+def _positive_seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}")
+    return value
 
 
 def _select(cases: list[Case], patterns: list[str]) -> list[Case]:

@@ -112,12 +112,15 @@ def _shorten(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
-def summary_markdown(table: pd.DataFrame, summaries: list[PairSummary]) -> str:
+def summary_markdown(
+    table: pd.DataFrame, summaries: list[PairSummary], incomplete: str | None = None
+) -> str:
     counts = pd.Series([s.status for s in summaries]).value_counts()
     verdict = "FAIL" if exit_status(table) else "PASS"
     lines = [
         "# crossgrad report",
         "",
+        *([f"**INCOMPLETE** — {incomplete}.", ""] if incomplete else []),
         f"**{verdict}** — {table['case'].nunique()} cases × {table['backend'].nunique()} backends: "
         + ", ".join(f"{counts[s]} {s}" for s in SEVERITY if s in counts),
         "",
@@ -144,17 +147,28 @@ def summary_markdown(table: pd.DataFrame, summaries: list[PairSummary]) -> str:
     return "\n".join(lines)
 
 
-def write_report(table: pd.DataFrame, out: Path) -> list[PairSummary]:
-    """Write every report file into ``out`` atomically; return the per-pair summaries."""
+def write_report(
+    table: pd.DataFrame, out: Path, incomplete: str | None = None
+) -> list[PairSummary]:
+    """Write every report file into ``out`` atomically; return the per-pair summaries.
+
+    ``incomplete`` says why a stopped run's report lacks pairs; summary.md leads with it.
+    """
     out.mkdir(parents=True, exist_ok=True)
     summaries = summarize(table)
     _atomic(out / "results.csv", lambda p: table.to_csv(p, index=False, float_format="%.17g"))
     _atomic(out / "results.parquet", lambda p: table.to_parquet(p, index=False))
     _atomic(
         out / "summary.md",
-        lambda p: Path(p).write_text(summary_markdown(table, summaries), encoding="utf-8"),
+        lambda p: Path(p).write_text(
+            summary_markdown(table, summaries, incomplete), encoding="utf-8"
+        ),
     )
     return summaries
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    _atomic(path, lambda p: Path(p).write_text(text, encoding="utf-8"))
 
 
 def _atomic(path: Path, write: Callable[[str], object]) -> None:

@@ -14,7 +14,6 @@ handed to the worker, so adapters registered at run time (tests, plugins) work t
 from __future__ import annotations
 
 import atexit
-import contextlib
 import importlib
 import multiprocessing
 import multiprocessing.connection
@@ -37,7 +36,7 @@ from harness.trace import Trace
 DEFAULT_TIMEOUT = 300.0
 # Importing a framework under load (several workers starting at once) can take a while.
 STARTUP_TIMEOUT = 300.0
-_STOP_GRACE = 5.0  # seconds a worker gets to exit cleanly before it is killed
+_STOP_GRACE = 5.0  # seconds to wait for a killed or dying worker process to be reaped
 
 
 @dataclass(frozen=True)
@@ -167,13 +166,6 @@ class Worker:
         self.process.join(_STOP_GRACE)
         self.close()
 
-    def stop(self) -> None:
-        """Ask the worker to exit, and kill it if it does not."""
-        with contextlib.suppress(OSError):  # already gone
-            self.conn.send(None)
-        self.process.join(_STOP_GRACE)
-        self.kill()
-
     def close(self) -> None:
         self.conn.close()
         _LIVE.discard(self)
@@ -241,7 +233,16 @@ def kill_all() -> None:
 
 @atexit.register
 def stop_idle() -> None:
-    """Stop the warm workers (a later run starts fresh ones)."""
-    for worker in list(idle_workers()):
-        worker.stop()
+    """End the warm workers (a later run starts fresh ones).
+
+    They are killed rather than asked to exit: an idle worker holds nothing worth
+    saving, and a framework's own teardown can take seconds.
+    """
+    idle = list(idle_workers())
     _IDLE.clear()
+    for worker in idle:
+        if worker.process.is_alive():
+            worker.process.kill()
+    for worker in idle:
+        worker.process.join(_STOP_GRACE)
+        worker.close()

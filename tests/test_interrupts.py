@@ -149,3 +149,18 @@ def test_a_second_ctrl_c_exits_at_once():
     assert result.returncode == 130
     assert result.stdout.splitlines() == ["first signal stopped the run, status 130"]
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("option", ["--timeout", "--jobs", "--fail-fast"])
+def test_run_help_documents_the_option(capsys, option):
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    assert option in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args", [["--timeout", "0"], ["--jobs", "0"], ["--timeout", "soon"]])
+def test_a_bad_option_value_is_a_usage_error(capsys, args):
+    with pytest.raises(SystemExit) as stopped:
+        main(["run", *args])
+    assert stopped.value.code == 2
+    assert args[0] in capsys.readouterr().err

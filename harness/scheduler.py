@@ -72,7 +72,11 @@ class Lane:
             self.worker = workers.acquire(self.spec)
         if self.worker.ready is not None:  # a warm worker; a new one announces itself first
             self.s.settings[self.name] = self.worker.ready.settings
-            self.worker.submit(case, self.s.inputs[case.name], self.s.timeout)
+            try:
+                self.worker.submit(case, self.s.inputs[case.name], self.s.timeout)
+            except OSError:  # it died while idle: start afresh
+                self.worker.kill()
+                self.worker = workers.Worker(self.spec)
 
     def on_message(self) -> None:
         assert self.worker is not None

@@ -100,7 +100,11 @@ def _worker_main(spec: WorkerSpec, conn: multiprocessing.connection.Connection) 
         if message is None:
             return
         case, inputs = message
-        conn.send(_run_case(backend, case, inputs))
+        result = _run_case(backend, case, inputs)
+        try:
+            conn.send(result)
+        except Exception as exc:  # a trace holding something unpicklable (a framework tensor)
+            conn.send(CaseResult("crashed", f"result could not be sent back: {_describe(exc)}"))
 
 
 def _run_case(backend: Any, case: Case, inputs: Inputs) -> CaseResult:

@@ -10,6 +10,7 @@ from backends.base import Model
 from backends.numpy_manual import NumpyBackend, NumpyModel
 from harness.cases import Case
 from harness.inputs import Inputs
+from harness.trace import Trace
 
 WRONG_PARAM = "layers.1.bias"
 WRONG_FACTOR = 1.001  # one bias gradient off by 0.1%
@@ -104,3 +105,14 @@ class UnbuildableBackend(NumpyBackend):
 
     def __init__(self) -> None:
         raise ImportError("simulated broken framework install")
+
+
+class UnpicklableTraceBackend(NumpyBackend):
+    """Returns a trace holding a function, as an adapter leaking a framework object would."""
+
+    name = "unpicklable"
+
+    def run(self, case: Case, inputs: Inputs) -> Trace:
+        trace = super().run(case, inputs)
+        trace.output = lambda: None  # type: ignore[assignment]
+        return trace

@@ -122,3 +122,13 @@ def test_an_adapter_class_that_does_not_exist_is_skipped_as_unavailable(monkeypa
     rows = raw[raw["backend"] == "missing"]
     assert set(rows["status"]) == {"skipped"}
     assert rows["detail"].str.contains("backend unavailable.*NoSuchBackend").all()
+
+
+def test_a_result_that_cannot_cross_the_process_boundary_is_crashed_with_the_reason(monkeypatch):
+    monkeypatch.setitem(registry.BUILTINS, "unpicklable", "adapters:UnpicklableTraceBackend")
+    cases = load_cases([CASES / "mlp-nonsquare.yaml"])
+    raw = run(cases, ["numpy", "unpicklable"])
+    rows = raw[raw["backend"] == "unpicklable"]
+    assert len(rows) == len(cases)
+    assert set(rows["status"]) == {"crashed"}
+    assert rows["detail"].str.startswith("result could not be sent back: ").all()

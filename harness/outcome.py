@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from harness.cases import Case
 from harness.trace import Trace
+
+Progress = Callable[[str, int, int, str], None]  # backend, done, total, case name
 
 
 @dataclass

@@ -15,7 +15,7 @@ import pandas as pd
 from harness import determinism
 from harness.cases import Case
 from harness.inputs import make_inputs
-from harness.outcome import Outcome
+from harness.outcome import Outcome, Progress
 from harness.scheduler import Scheduler
 from harness.workers import DEFAULT_TIMEOUT
 
@@ -33,8 +33,6 @@ RAW_COLUMNS = [
     "status",
     "detail",
 ]
-
-Progress = Callable[[str, int, int, str], None]  # backend, done, total, case name
 
 
 def run(

@@ -17,10 +17,8 @@ from harness import registry, workers
 from harness.cases import Case
 from harness.errors import BackendUnavailable
 from harness.inputs import Inputs
-from harness.outcome import Outcome
+from harness.outcome import Outcome, Progress
 from harness.workers import CaseResult, Ready, Worker, WorkerDied, WorkerSpec
-
-Progress = Callable[[str, int, int, str], None]  # backend, done, total, case name
 
 
 class Lane:

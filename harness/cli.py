@@ -1,4 +1,4 @@
-"""``crossgrad`` command line: run | validate | backends.
+"""``crossgrad`` command line: run | report | diff | validate | backends.
 
 Exit status (SPEC §3): 0 every comparison agrees, 1 a divergence / failed expect / crash,
 2 bad input or usage, reported in one message without a traceback.
@@ -7,7 +7,6 @@ Exit status (SPEC §3): 0 every comparison agrees, 1 a divergence / failed expec
 from __future__ import annotations
 
 import argparse
-import fnmatch
 import sys
 import time
 from collections.abc import Sequence
@@ -16,10 +15,20 @@ from pathlib import Path
 from harness import determinism, registry
 from harness.cases import Case
 from harness.compare import compare
+from harness.coverage import coverage, coverage_markdown, coverage_text
 from harness.errors import BackendUnavailable, CaseError, CrossgradError, UnknownBackend, UsageError
+from harness.fingerprint import fingerprint
+from harness.known import DEFAULT_PATH as DEFAULT_KNOWN
+from harness.known import apply_known, load_known
 from harness.loader import load_cases
-from harness.report import exit_status, format_table, write_report
+from harness.merge import merge
+from harness.patterns import matches
+from harness.regression import diff
+from harness.report import exit_status, format_table, summarize, write_report
+from harness.repro import case_sources, failing_pairs, sources_from_reports, write_repro
+from harness.results_io import read_results
 from harness.session import RunSession
+from harness.triage import assign_causes
 from harness.workers import DEFAULT_TIMEOUT
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -83,6 +92,12 @@ def _parser() -> argparse.ArgumentParser:
         help="run only cases whose name matches this shell-style pattern (repeatable)",
     )
     run_cmd.add_argument(
+        "--known",
+        default=str(DEFAULT_KNOWN),
+        metavar="FILE",
+        help="triaged divergences reported as 'known' (default: cases/known_divergences.yaml; 'none' to disable)",
+    )
+    run_cmd.add_argument(
         "--out",
         "-o",
         default="reports/latest",
@@ -114,6 +129,31 @@ def _parser() -> argparse.ArgumentParser:
     )
     run_cmd.set_defaults(handler=_run)
 
+    report_cmd = commands.add_parser(
+        "report", help="merge results of separate runs (one per backend) and write the report"
+    )
+    report_cmd.add_argument(
+        "results",
+        nargs="+",
+        metavar="RESULTS",
+        help="results.csv / results.parquet files or report folders",
+    )
+    report_cmd.add_argument(
+        "--out",
+        "-o",
+        default="reports/merged",
+        metavar="DIR",
+        help="report folder (default: reports/merged/)",
+    )
+    report_cmd.set_defaults(handler=_report)
+
+    diff_cmd = commands.add_parser(
+        "diff", help="regression: every change between two results beyond tolerance (exit 1 if any)"
+    )
+    diff_cmd.add_argument("baseline", metavar="BASELINE", help="results file or report folder")
+    diff_cmd.add_argument("current", metavar="CURRENT", help="results file or report folder")
+    diff_cmd.set_defaults(handler=_diff)
+
     validate_cmd = commands.add_parser(
         "validate", help="check case files and print the expanded case count"
     )
@@ -129,6 +169,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _run(args: argparse.Namespace) -> int:
     cases = _select(load_cases(args.paths), args.case)
+    known = [] if args.known == "none" else load_known(Path(args.known))
     backends = _backend_names(args.backend, args.reference)
     print(
         f"crossgrad: {len(cases)} case{'s' * (len(cases) != 1)} on {', '.join(backends)} (reference: {args.reference})",
@@ -138,12 +179,32 @@ def _run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     with RunSession(out, cases, backends, args.reference, fail_fast=args.fail_fast) as session:
         raw = session.run(_progress, timeout=args.timeout, jobs=args.jobs)
-        table = compare(raw, cases, args.reference)
-        summaries = write_report(table, out, incomplete=session.incomplete)
+        table, stale = apply_known(compare(raw, cases, args.reference), cases, known)
+        table = assign_causes(table, cases, args.reference)
+        repro = write_repro(failing_pairs(table), case_sources(cases, backends), out)
+        summaries = summarize(table)
+        knob_coverage = coverage(summaries, cases)
+        write_report(
+            table,
+            out,
+            [fingerprint(cases, session.settings)],
+            repro,
+            stale,
+            [coverage_markdown(knob_coverage)],
+            summaries,
+            incomplete=session.incomplete,
+        )
+        knob_coverage.to_csv(out / "coverage.csv", index=False)
         session.finish()
     if session.incomplete:
         print(f"crossgrad: report incomplete: {session.incomplete}", file=sys.stderr)
     print(format_table(summaries))
+    print(f"\n{coverage_text(knob_coverage)}")
+    for entry in stale:
+        print(
+            f"warning: stale known divergence {entry.id} ({entry.location}): it matched nothing that ran",
+            file=sys.stderr,
+        )
     elapsed = time.perf_counter() - started
     print(
         f"\nreport: {Path(args.out) / 'summary.md'} ({len(table):,} rows, {elapsed:.1f} s)",
@@ -166,10 +227,39 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _report(args: argparse.Namespace) -> int:
+    inputs = [read_results(Path(p)) for p in args.results]
+    table = merge(inputs)
+    out = Path(args.out)
+    sources = sources_from_reports([r.folder for r in inputs if r.folder is not None])
+    repro = write_repro(failing_pairs(table), sources, out)
+    environments = [env for r in inputs for env in r.environments]
+    summaries = write_report(table, out, environments, repro)
+    print(format_table(summaries))
+    print(
+        f"\nreport: {out / 'summary.md'} ({len(table):,} rows from {len(inputs)} inputs)",
+        file=sys.stderr,
+    )
+    return exit_status(table)
+
+
+def _diff(args: argparse.Namespace) -> int:
+    baseline = read_results(Path(args.baseline))
+    current = read_results(Path(args.current))
+    changes = diff(baseline.table, current.table)
+    for change in changes:
+        print(change)
+    verdict = (
+        f"{len(changes)} unexpected change{'s' * (len(changes) != 1)}" if changes else "no change"
+    )
+    print(f"crossgrad diff: {baseline.path} -> {current.path}: {verdict}", file=sys.stderr)
+    return EXIT_FAILED if changes else EXIT_OK
+
+
 def _select(cases: list[Case], patterns: list[str]) -> list[Case]:
     if not patterns:
         return cases
-    chosen = [c for c in cases if any(fnmatch.fnmatchcase(c.name, p) for p in patterns)]
+    chosen = [c for c in cases if any(matches(c.name, p) for p in patterns)]
     if not chosen:
         raise UsageError(
             f"no case name matches --case {' '.join(patterns)} (of {len(cases)} cases)"

@@ -14,7 +14,7 @@ import pandas as pd
 
 from harness import determinism
 from harness.cases import Case
-from harness.inputs import make_inputs
+from harness.inputs import Inputs, make_inputs
 from harness.outcome import Outcome, Progress
 from harness.scheduler import Scheduler
 from harness.workers import DEFAULT_TIMEOUT
@@ -43,16 +43,19 @@ def run(
     timeout: float = DEFAULT_TIMEOUT,
     jobs: int | None = None,
     on_outcome: Callable[[Outcome], None] | None = None,
+    inputs: dict[str, Inputs] | None = None,
 ) -> pd.DataFrame:
     """Raw results of every case on every backend, not yet compared.
 
     Each backend runs in its own worker process, up to ``jobs`` of them at once;
     ``on_outcome`` sees every outcome as soon as it is known (to stream it to disk, or to
     stop the run by raising). Rows come back in backend order, then case order, however
-    the workers interleaved.
+    the workers interleaved. ``inputs`` (by case name) replaces the values the cases
+    would make, as when a float64 control starts from a float32 run's numbers.
     """
     determinism.apply_environment()
-    inputs = {case.name: make_inputs(case) for case in cases}
+    if inputs is None:
+        inputs = {case.name: make_inputs(case) for case in cases}
     scheduler = Scheduler(cases, inputs, progress, timeout, on_outcome)
     outcomes = scheduler.run(backends, jobs or default_jobs(len(backends)))
     frames = [outcomes_frame(outcomes[name]) for name in backends]

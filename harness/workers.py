@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from multiprocessing.context import SpawnProcess
 from typing import Any
 
-from harness import determinism
+from harness import determinism, fingerprint
 from harness.cases import Case
 from harness.inputs import Inputs
 from harness.trace import Trace
@@ -91,7 +91,9 @@ def _worker_main(spec: WorkerSpec, conn: multiprocessing.connection.Connection) 
     except Exception as exc:
         conn.send(Ready(error=f"could not build the adapter {spec.target}: {_describe(exc)}"))
         return
-    conn.send(Ready(version=version, settings=determinism.framework_settings()))
+    # What the harness set, and what the frameworks report back (for environment.json).
+    read_back = {"threads": fingerprint.framework_threads(), "flags": fingerprint.framework_flags()}
+    conn.send(Ready(version=version, settings=determinism.framework_settings() | read_back))
     while True:
         try:
             message = conn.recv()

@@ -27,8 +27,9 @@ from harness.regression import diff
 from harness.report import exit_status, format_table, summarize, write_report
 from harness.repro import case_sources, failing_pairs, sources_from_reports, write_repro
 from harness.results_io import read_results
-from harness.runner import run
+from harness.session import RunSession
 from harness.triage import assign_causes
+from harness.workers import DEFAULT_TIMEOUT
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -103,6 +104,29 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="report folder (default: reports/latest/)",
     )
+    run_cmd.add_argument(
+        "--timeout",
+        type=_positive_seconds,
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help="a case running longer than this on one backend is killed and reported as "
+        f"crashed; the run goes on (default: {DEFAULT_TIMEOUT:g})",
+    )
+    run_cmd.add_argument(
+        "--jobs",
+        "-j",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="backends run at once, each in its own worker process (default: all of them)",
+    )
+    run_cmd.add_argument(
+        "--fail-fast",
+        "-x",
+        action="store_true",
+        help="stop at the first crash, divergence or failed expect; the report of what "
+        "finished is written and marked incomplete",
+    )
     run_cmd.set_defaults(handler=_run)
 
     report_cmd = commands.add_parser(
@@ -152,15 +176,28 @@ def _run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     started = time.perf_counter()
-    raw = run(cases, backends, progress=_progress)
-    table, stale = apply_known(compare(raw, cases, args.reference), cases, known)
-    table = assign_causes(table, cases, args.reference)
     out = Path(args.out)
-    repro = write_repro(failing_pairs(table), case_sources(cases, backends), out)
-    summaries = summarize(table)
-    knob_coverage = coverage(summaries, cases)
-    write_report(table, out, [fingerprint(cases)], repro, stale, [coverage_markdown(knob_coverage)], summaries)
-    knob_coverage.to_csv(out / "coverage.csv", index=False)
+    with RunSession(out, cases, backends, args.reference, fail_fast=args.fail_fast) as session:
+        raw = session.run(_progress, timeout=args.timeout, jobs=args.jobs)
+        table, stale = apply_known(compare(raw, cases, args.reference), cases, known)
+        table = assign_causes(table, cases, args.reference)
+        repro = write_repro(failing_pairs(table), case_sources(cases, backends), out)
+        summaries = summarize(table)
+        knob_coverage = coverage(summaries, cases)
+        write_report(
+            table,
+            out,
+            [fingerprint(cases, session.settings)],
+            repro,
+            stale,
+            [coverage_markdown(knob_coverage)],
+            summaries,
+            incomplete=session.incomplete,
+        )
+        knob_coverage.to_csv(out / "coverage.csv", index=False)
+        session.finish()
+    if session.incomplete:
+        print(f"crossgrad: report incomplete: {session.incomplete}", file=sys.stderr)
     print(format_table(summaries))
     print(f"\n{coverage_text(knob_coverage)}")
     for entry in stale:
@@ -173,7 +210,21 @@ def _run(args: argparse.Namespace) -> int:
         f"\nreport: {Path(args.out) / 'summary.md'} ({len(table):,} rows, {elapsed:.1f} s)",
         file=sys.stderr,
     )
-    return exit_status(table)
+    return session.exit_status(exit_status(table))
+
+
+def _positive_seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}")
+    return value
 
 
 def _report(args: argparse.Namespace) -> int:

@@ -2,7 +2,9 @@
 
 Python, OS, CPU, every framework's version (from package metadata: nothing is imported
 for this), thread and determinism settings, TF32 flags read back from the frameworks a
-run actually imported, and the seeds of every case.
+run actually imported, and the seeds of every case. The frameworks are imported in the
+backends' worker processes, so each worker reads its own back (``framework_threads``,
+``framework_flags``) and the run hands them to ``fingerprint``.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import importlib.metadata
 import os
 import platform
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 from harness import determinism
@@ -38,8 +41,18 @@ THREAD_VARIABLES = (
 )
 
 
-def fingerprint(cases: list[Case]) -> dict[str, Any]:
-    """A JSON-ready description of this process's machine, software and settings."""
+def fingerprint(
+    cases: list[Case], workers: Mapping[str, Mapping[str, Any]] | None = None
+) -> dict[str, Any]:
+    """A JSON-ready description of this process's machine, software and settings.
+
+    ``workers`` holds, per backend, the ``threads`` and ``flags`` its worker read back.
+    """
+    threads = {name: os.environ.get(name, "") for name in THREAD_VARIABLES} | framework_threads()
+    flags = determinism.apply_environment() | framework_flags()
+    for reported in (workers or {}).values():
+        threads |= reported.get("threads", {})
+        flags |= reported.get("flags", {})
     return {
         "python": sys.version.split()[0],
         "implementation": platform.python_implementation(),
@@ -48,9 +61,8 @@ def fingerprint(cases: list[Case]) -> dict[str, Any]:
         "cpu": _cpu_model(),
         "cpu_count": os.cpu_count(),
         "versions": _versions(),
-        "threads": {name: os.environ.get(name, "") for name in THREAD_VARIABLES}
-        | _framework_threads(),
-        "determinism": determinism.apply_environment() | _framework_flags(),
+        "threads": threads,
+        "determinism": flags,
         "seeds": _seeds(cases),
     }
 
@@ -76,7 +88,7 @@ def _versions() -> dict[str, str]:
     return found
 
 
-def _framework_threads() -> dict[str, Any]:
+def framework_threads() -> dict[str, Any]:
     threads: dict[str, Any] = {}
     torch = sys.modules.get("torch")
     if torch is not None:
@@ -88,7 +100,7 @@ def _framework_threads() -> dict[str, Any]:
     return threads
 
 
-def _framework_flags() -> dict[str, Any]:
+def framework_flags() -> dict[str, Any]:
     """Determinism and TF32 switches as the frameworks this process imported report them."""
     flags: dict[str, Any] = {}
     torch = sys.modules.get("torch")

@@ -9,11 +9,13 @@ from harness.cases import Case
 from harness.errors import CaseError, Problem
 from harness.matrix import expand
 from harness.schema import check_case
-from harness.yaml_nodes import Located, YamlProblems, parse_documents
+from harness.yaml_nodes import Located, YamlProblems, parse_documents_leniently
 
 CASE_SUFFIXES = (".yaml", ".yml")
 # Files under cases/ that hold data about cases rather than cases.
 NOT_CASE_FILES = ("known_divergences.yaml",)
+# Far above any hand-written case file; a bigger one is a mistake that would eat memory.
+MAX_FILE_BYTES = 16 * 2**20
 
 
 def discover(paths: Iterable[str | Path]) -> list[Path]:
@@ -61,7 +63,8 @@ def load_file(file: Path) -> list[Case]:
     filename = str(file)
     try:
         text = _read_text(file)
-        documents = parse_documents(text, filename)
+        documents, problems = parse_documents_leniently(text, filename)
+        refused = {(p.line, p.column) for p in problems}  # values already reported as unreadable
     except YamlProblems as exc:
         raise CaseError(exc.problems) from None
     if not documents:
@@ -69,7 +72,6 @@ def load_file(file: Path) -> list[Case]:
             [Problem(filename, 0, 0, "", "empty file: expected a case mapping or 'cases: [...]'")]
         )
     cases: list[Case] = []
-    problems: list[Problem] = []
     for node in _case_nodes(documents, filename, problems):
         expanded = expand(node, filename)
         if isinstance(expanded, list):
@@ -77,7 +79,7 @@ def load_file(file: Path) -> list[Case]:
             continue
         for variant_node, variant in expanded:
             case, found = check_case(variant_node, filename, variant)
-            problems += found
+            problems += [p for p in found if (p.line, p.column) not in refused]
             if case is not None:
                 cases.append(case)
     if problems:
@@ -86,7 +88,14 @@ def load_file(file: Path) -> list[Case]:
 
 
 def _read_text(file: Path) -> str:
-    data = file.read_bytes()
+    try:
+        size = file.stat().st_size
+        if size > MAX_FILE_BYTES:
+            message = f"file is {size / 2**20:.0f} MiB; a case file may hold at most {MAX_FILE_BYTES // 2**20} MiB"
+            raise YamlProblems([Problem(str(file), 0, 0, "", message)])
+        data = file.read_bytes()
+    except OSError as exc:
+        raise YamlProblems([Problem(str(file), 0, 0, "", f"cannot read: {exc.strerror}")]) from None
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:

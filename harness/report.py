@@ -164,12 +164,14 @@ def summary_markdown(
     summaries: list[PairSummary],
     stale: Sequence[KnownDivergence] = (),
     sections: Sequence[str] = (),
+    incomplete: str | None = None,
 ) -> str:
     counts = pd.Series([s.status for s in summaries]).value_counts()
     verdict = "FAIL" if exit_status(table) else "PASS"
     lines = [
         "# crossgrad report",
         "",
+        *([f"**INCOMPLETE** — {incomplete}.", ""] if incomplete else []),
         f"**{verdict}** — {table['case'].nunique()} cases × {table['backend'].nunique()} backends: "
         + ", ".join(f"{counts[s]} {s}" for s in SEVERITY if s in counts),
         "",
@@ -219,18 +221,22 @@ def write_report(
     stale: Sequence[KnownDivergence] = (),
     sections: Sequence[str] = (),
     summaries: list[PairSummary] | None = None,
+    incomplete: str | None = None,
 ) -> list[PairSummary]:
     """Write every report file into ``out`` atomically; return the per-pair summaries.
 
     ``environments`` are the fingerprints of the runs behind the table (several when
     merged); ``repro`` the one-line commands that reproduce each failing pair; ``stale``
     the known divergences that matched nothing; ``sections`` extra Markdown blocks
-    (coverage, ...) for summary.md.
+    (coverage, ...) for summary.md; ``incomplete`` why a stopped run's report lacks
+    pairs (summary.md leads with it).
     """
     out.mkdir(parents=True, exist_ok=True)
     summaries = summarize(table) if summaries is None else summaries
     environments = environments or []
-    markdown = summary_markdown(table, summaries, stale, [known_markdown(table), *sections])
+    markdown = summary_markdown(
+        table, summaries, stale, [known_markdown(table), *sections], incomplete
+    )
     markdown += extra_sections(environments, repro or [])
     _atomic(out / "results.csv", lambda p: table.to_csv(p, index=False, float_format="%.17g"))
     _atomic(out / "results.parquet", lambda p: table.to_parquet(p, index=False))
@@ -248,6 +254,11 @@ def extra_sections(environments: list[dict[str, Any]], repro: list[str]) -> str:
         lines += ["## Reproduce", "", "Each failing pair alone (its case file is in `repro/`):"]
         lines += ["", "```sh", *repro, "```", ""]
     return "\n".join([*lines, *fingerprint_markdown(environments)])
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """``text`` into ``path`` through a temporary file and a rename."""
+    _write_text(path, text)
 
 
 def _write_text(path: Path, text: str) -> None:

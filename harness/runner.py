@@ -1,27 +1,23 @@
 """Cases × backends -> one long results table (before comparison).
 
-A backend is created once per run (its framework imported once), then runs every case in
-turn; an exception inside it becomes a ``crashed`` row for that case and the run goes on.
+Each backend runs in a worker process of its own (``harness.workers``, scheduled by
+``harness.scheduler``), importing its framework once; a crash, an exception or a hang
+there becomes a ``crashed`` row for that case and the run goes on.
 """
 
 from __future__ import annotations
 
-import traceback
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from harness import determinism, registry
+from harness import determinism
 from harness.cases import Case
-from harness.errors import BackendUnavailable
 from harness.inputs import Inputs, make_inputs
-from harness.trace import Trace
-
-if TYPE_CHECKING:
-    from backends.base import Backend
+from harness.outcome import Outcome, Progress
+from harness.scheduler import Scheduler
+from harness.workers import DEFAULT_TIMEOUT
 
 KEY_COLUMNS = ["case", "backend", "step", "quantity", "param", "index"]
 RAW_COLUMNS = [
@@ -38,66 +34,39 @@ RAW_COLUMNS = [
     "detail",
 ]
 
-Progress = Callable[[str, int, int, str], None]  # backend, done, total, case name
 
+def run(
+    cases: list[Case],
+    backends: list[str],
+    progress: Progress | None = None,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    jobs: int | None = None,
+    on_outcome: Callable[[Outcome], None] | None = None,
+    inputs: dict[str, Inputs] | None = None,
+) -> pd.DataFrame:
+    """Raw results of every case on every backend, not yet compared.
 
-@dataclass
-class Outcome:
-    """What one backend did with one case: a trace, or why there is none."""
-
-    case: Case
-    backend: str
-    version: str
-    trace: Trace | None = None
-    status: str = "ok"  # ok (ran), crashed, skipped
-    detail: str = ""
-
-
-def run_backend(
-    name: str, cases: list[Case], inputs: dict[str, Inputs], progress: Progress | None = None
-) -> Iterable[Outcome]:
-    """Every case on one backend, in order; unavailable means every case is skipped."""
-    try:
-        backend = registry.create(name)
-    except BackendUnavailable as exc:
-        for case in cases:
-            yield Outcome(
-                case, name, "", status="skipped", detail=f"backend unavailable: {exc.reason}"
-            )
-        return
-    version = backend.version()
-    for done, case in enumerate(cases, start=1):
-        reason = case.backends.excludes(name) or backend.unsupported_reason(case)
-        if reason:
-            yield Outcome(case, name, version, status="skipped", detail=reason)
-        else:
-            yield _run_one(backend, case, inputs[case.name], version)
-        if progress:
-            progress(name, done, len(cases), case.name)
-
-
-def _run_one(backend: Backend, case: Case, inputs: Inputs, version: str) -> Outcome:
-    try:
-        trace = backend.run(case, inputs)
-    except Exception as exc:  # any failure inside an adapter is a result, not the end of the run
-        frame = traceback.extract_tb(exc.__traceback__)[-1]
-        where = f" (at {frame.filename.rsplit('/', 1)[-1]}:{frame.lineno})"
-        return Outcome(
-            case,
-            backend.name,
-            version,
-            status="crashed",
-            detail=f"{type(exc).__name__}: {exc}{where}",
-        )
-    return Outcome(case, backend.name, version, trace=trace)
-
-
-def run(cases: list[Case], backends: list[str], progress: Progress | None = None) -> pd.DataFrame:
-    """Raw results of every case on every backend, not yet compared."""
+    Each backend runs in its own worker process, up to ``jobs`` of them at once;
+    ``on_outcome`` sees every outcome as soon as it is known (to stream it to disk, or to
+    stop the run by raising). Rows come back in backend order, then case order, however
+    the workers interleaved. ``inputs`` (by case name) replaces the values the cases
+    would make, as when a float64 control starts from a float32 run's numbers.
+    """
     determinism.apply_environment()
-    inputs = {case.name: make_inputs(case) for case in cases}
-    frames = [outcomes_frame(run_backend(name, cases, inputs, progress)) for name in backends]
-    return pd.concat(frames, ignore_index=True) if frames else empty_frame()
+    if inputs is None:
+        inputs = {case.name: make_inputs(case) for case in cases}
+    scheduler = Scheduler(cases, inputs, progress, timeout, on_outcome)
+    outcomes = scheduler.run(backends, jobs or default_jobs(len(backends)))
+    frames = [outcomes_frame(outcomes[name]) for name in backends]
+    raw = pd.concat(frames, ignore_index=True) if frames else empty_frame()
+    raw.attrs["determinism"] = scheduler.settings
+    return raw
+
+
+def default_jobs(n_backends: int) -> int:
+    """Every backend at once: workers mostly wait on imports and small ops, not on cores."""
+    return max(1, n_backends)
 
 
 def outcomes_frame(outcomes: Iterable[Outcome]) -> pd.DataFrame:

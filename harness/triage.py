@@ -15,7 +15,7 @@ from harness.cases import Case
 from harness.compare import compare
 from harness.inputs import make_inputs
 from harness.oracle import control_case
-from harness.runner import outcomes_frame, run_backend
+from harness.runner import run
 
 PAIR = ["case", "backend"]
 
@@ -54,10 +54,11 @@ def _control_verdicts(
     controls = [control_case(by_name[name]) for name in names]
     # The control starts from the low-precision run's numbers (exact in float64).
     inputs = {name: make_inputs(by_name[name]) for name in names}
-    frames = [outcomes_frame(run_backend(reference, controls, inputs))]
+    # In the run's worker processes (still warm), never in this one.
+    frames = [run(controls, [reference], inputs=inputs)]
     for name, group in pairs.groupby("backend", sort=False):
         wanted = [c for c in controls if c.name in set(group["case"])]
-        frames.append(outcomes_frame(run_backend(str(name), wanted, inputs)))
+        frames.append(run(wanted, [str(name)], inputs=inputs))
     table = compare(pd.concat(frames, ignore_index=True), controls, reference)
     verdicts = {}
     for (case, backend), rows in table.groupby(PAIR, sort=False):

@@ -19,6 +19,10 @@ from harness.errors import Problem
 
 # A document whose aliases expand past this many values is refused before it eats memory.
 MAX_NODES = 2_000_000
+# Deeper than any case file needs (the deepest is about 8), shallow enough for recursion.
+MAX_DEPTH = 32
+# Collections may carry only the plain YAML tags; scalar tags are checked by the safe loader.
+ALLOWED_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
 
 
 class _CaseYamlLoader(yaml.SafeLoader):
@@ -64,30 +68,131 @@ class YamlProblems(Exception):
 
 def parse_documents(text: str, filename: str) -> list[Located]:
     """Every YAML document in ``text`` as a ``Located`` tree; raises ``YamlProblems``."""
-    loader = _CaseYamlLoader(text)
+    roots, problems = parse_documents_leniently(text, filename)
+    if problems:
+        raise YamlProblems(problems)
+    return roots
+
+
+def parse_documents_leniently(text: str, filename: str) -> tuple[list[Located], list[Problem]]:
+    """The documents, and the problems that still leave them readable (duplicate keys).
+
+    A duplicate or non-string key is reported and left out, so the caller can go on
+    checking the rest of the file and report every problem at once. Problems that make
+    the text unreadable raise ``YamlProblems``.
+    """
+    try:
+        loader = _CaseYamlLoader(text)  # checks every character up front
+    except yaml.YAMLError as exc:
+        raise YamlProblems([_yaml_problem(exc, text, filename)]) from None
     try:
         roots = []
         builder = _Builder(loader, filename)
         while loader.check_node():
             node = loader.get_node()
             if node is not None:
+                _check_shape(node, filename)
                 roots.append(builder.build(node, ""))
-        if builder.problems:
-            raise YamlProblems(builder.problems)
-        return roots
-    except yaml.MarkedYAMLError as exc:
+        return roots, builder.problems
+    except yaml.YAMLError as exc:
+        raise YamlProblems([_yaml_problem(exc, text, filename)]) from None
+    except RecursionError:
+        mark = loader.get_mark()
+        message = f"invalid YAML: nested more than {MAX_DEPTH} levels deep"
+        raise YamlProblems(
+            [Problem(filename, mark.line + 1, mark.column + 1, "", message)]
+        ) from None
+    finally:
+        loader.dispose()
+
+
+def _yaml_problem(exc: yaml.YAMLError, text: str, filename: str) -> Problem:
+    """PyYAML's error as a located problem."""
+    if isinstance(exc, yaml.MarkedYAMLError):
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (0, 0)
         reason = exc.problem or exc.context or "invalid YAML"
         if "\\t" in reason or "'\\t'" in str(exc):
             reason += " (tabs are not allowed for indentation in YAML; use spaces)"
+        return Problem(filename, line, column, "", f"invalid YAML: {reason}")
+    if isinstance(exc, yaml.reader.ReaderError):
+        start = text.rfind("\n", 0, exc.position) + 1
+        line, column = text.count("\n", 0, exc.position) + 1, exc.position - start + 1
+        code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        message = f"invalid YAML: control character U+{code:04X} is not allowed in YAML text"
+        return Problem(filename, line, column, "", message)
+    return Problem(filename, 0, 0, "", f"invalid YAML: {exc}")
+
+
+class _TooLarge(Exception):
+    def __init__(self, node: yaml.Node, path: str, message: str) -> None:
+        self.node = node
+        self.path = path
+        self.message = message
+
+
+def _check_shape(root: yaml.Node, filename: str) -> None:
+    """Refuse object tags, recursive or exponential aliases and deep nesting before building.
+
+    Aliases make the node graph a DAG (or, with a recursive anchor, a cycle); sizes are
+    counted once per distinct node, so a "billion laughs" document is refused in
+    microseconds instead of being expanded.
+    """
+    try:
+        size, _ = _measure(root, "", 1, {}, set())
+    except _TooLarge as exc:
+        mark = exc.node.start_mark
         raise YamlProblems(
-            [Problem(filename, line, column, "", f"invalid YAML: {reason}")]
+            [Problem(filename, mark.line + 1, mark.column + 1, exc.path, exc.message)]
         ) from None
-    except yaml.YAMLError as exc:
-        raise YamlProblems([Problem(filename, 0, 0, "", f"invalid YAML: {exc}")]) from None
-    finally:
-        loader.dispose()
+    if size > MAX_NODES:
+        mark = root.start_mark
+        message = (
+            f"document expands to more than {MAX_NODES:,} values through its aliases "
+            "(a 'billion laughs' document?); refusing to load it"
+        )
+        raise YamlProblems([Problem(filename, mark.line + 1, mark.column + 1, "", message)])
+
+
+def _measure(
+    node: yaml.Node, path: str, level: int, memo: dict[int, tuple[int, int]], active: set[int]
+) -> tuple[int, int]:
+    """(values after alias expansion, nesting depth) of ``node``, found at ``level``."""
+    if level > MAX_DEPTH:
+        raise _TooLarge(node, path, f"invalid YAML: nested more than {MAX_DEPTH} levels deep")
+    if node.tag not in ALLOWED_TAGS and not isinstance(node, yaml.ScalarNode):
+        raise _TooLarge(node, path, _tag_refused(node.tag))
+    key = id(node)
+    if key in active:
+        raise _TooLarge(node, path, "invalid YAML: an alias refers to a value that contains it")
+    if key in memo:
+        size, depth = memo[key]
+        if level + depth - 1 > MAX_DEPTH:
+            raise _TooLarge(node, path, f"invalid YAML: nested more than {MAX_DEPTH} levels deep")
+        return memo[key]
+    children: list[tuple[yaml.Node, str]] = []
+    if isinstance(node, yaml.SequenceNode):
+        children = [(item, _join(path, str(i))) for i, item in enumerate(node.value)]
+    elif isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            name = key_node.value if isinstance(key_node, yaml.ScalarNode) else "?"
+            children += [(key_node, path), (value_node, _join(path, str(name)))]
+    active.add(key)
+    size, depth = 1, 1
+    for child, child_path in children:
+        child_size, child_depth = _measure(child, child_path, level + 1, memo, active)
+        size += child_size
+        depth = max(depth, child_depth + 1)
+        if size > MAX_NODES:
+            break  # already refused: no need to count the rest
+    active.discard(key)
+    memo[key] = (size, depth)
+    return size, depth
+
+
+def _tag_refused(tag: str) -> str:
+    shown = tag.replace("tag:yaml.org,2002:", "!!")
+    return f"YAML tag {shown!r} is not allowed: case files hold plain data, never objects"
 
 
 class _Builder:
@@ -118,7 +223,12 @@ class _Builder:
         if isinstance(node, yaml.SequenceNode):
             items = [self.build(item, _join(path, str(i))) for i, item in enumerate(node.value)]
             return Located(items, line, column)
-        return Located(self.loader.construct_object(node, deep=True), line, column)
+        try:
+            value = self.loader.construct_object(node, deep=True)
+        except yaml.constructor.ConstructorError:
+            self.problems.append(Problem(self.filename, line, column, path, _tag_refused(node.tag)))
+            value = None
+        return Located(value, line, column)
 
     def _mapping(self, node: yaml.MappingNode, path: str, line: int, column: int) -> Located:
         self.loader.flatten_mapping(node)  # resolves YAML merge keys (<<)

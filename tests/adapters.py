@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import time
 from typing import Any
 
 from backends.base import Model
 from backends.numpy_manual import NumpyBackend, NumpyModel
 from harness.cases import Case
 from harness.inputs import Inputs
+from harness.trace import Trace
 
 WRONG_PARAM = "layers.1.bias"
 WRONG_FACTOR = 1.001  # one bias gradient off by 0.1%
@@ -44,6 +47,76 @@ class CrashingBackend(NumpyBackend):
 
         model.train_step = crash  # type: ignore[method-assign]
         return model
+
+
+# The process-killing adapters misbehave only on relu cases, so a test also sees the
+# restarted worker run the lane's remaining cases normally.
+MISBEHAVES_ON = "relu"
+
+
+class SegfaultingBackend(NumpyBackend):
+    """Dies of SIGSEGV on relu cases, as a framework's C code might."""
+
+    name = "segfaulting"
+
+    def build(self, case: Case, inputs: Inputs) -> Model:
+        if case.network.activation == MISBEHAVES_ON:
+            import ctypes
+
+            ctypes.string_at(0)  # reads address 0: the process gets SIGSEGV
+        return super().build(case, inputs)
+
+
+class HangingBackend(NumpyBackend):
+    """Never returns on relu cases, as a deadlocked framework would."""
+
+    name = "hanging"
+
+    def build(self, case: Case, inputs: Inputs) -> Model:
+        while case.network.activation == MISBEHAVES_ON:
+            time.sleep(3600)
+        return super().build(case, inputs)
+
+
+class ExitingBackend(NumpyBackend):
+    """Ends its process with ``os._exit(3)`` on relu cases, bypassing every handler."""
+
+    name = "exiting"
+
+    def build(self, case: Case, inputs: Inputs) -> Model:
+        if case.network.activation == MISBEHAVES_ON:
+            os._exit(3)
+        return super().build(case, inputs)
+
+
+class SlowBackend(NumpyBackend):
+    """The reference, a quarter second per case: a run long enough to interrupt."""
+
+    name = "slow"
+
+    def build(self, case: Case, inputs: Inputs) -> Model:
+        time.sleep(0.25)
+        return super().build(case, inputs)
+
+
+class UnbuildableBackend(NumpyBackend):
+    """Fails in its constructor, as an adapter whose framework is broken would."""
+
+    name = "unbuildable"
+
+    def __init__(self) -> None:
+        raise ImportError("simulated broken framework install")
+
+
+class UnpicklableTraceBackend(NumpyBackend):
+    """Returns a trace holding a function, as an adapter leaking a framework object would."""
+
+    name = "unpicklable"
+
+    def run(self, case: Case, inputs: Inputs) -> Trace:
+        trace = super().run(case, inputs)
+        trace.output = lambda: None  # type: ignore[assignment]
+        return trace
 
 
 class HalfPrecisionBackend(NumpyBackend):

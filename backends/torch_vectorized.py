@@ -45,7 +45,9 @@ def run_batch(backend: Any, case: Case, inputs: BatchInputs) -> BatchTrace:
     batched_output = func.vmap(outputs)
 
     def tensor(array: np.ndarray) -> Any:
-        return torch.from_numpy(array).to(dtype)  # float64 -> dtype: exact
+        # A copy (float64 -> dtype: exact): the optimizer updates these tensors in place, and
+        # from_numpy would share the batch's inputs with it, which later backends read.
+        return torch.tensor(array, dtype=dtype)
 
     names = param_names(case.network.sizes)
     params = {name: tensor(inputs.params[name]) for name in names}

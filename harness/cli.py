@@ -121,6 +121,11 @@ def _parser() -> argparse.ArgumentParser:
         help="backends run at once, each in its own worker process (default: all of them)",
     )
     run_cmd.add_argument(
+        "--vectorize",
+        action="store_true",
+        help="run cases that differ only in values as one batched computation per backend",
+    )
+    run_cmd.add_argument(
         "--fail-fast",
         "-x",
         action="store_true",
@@ -178,7 +183,7 @@ def _run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     out = Path(args.out)
     with RunSession(out, cases, backends, args.reference, fail_fast=args.fail_fast) as session:
-        raw = session.run(_progress, timeout=args.timeout, jobs=args.jobs)
+        raw = session.run(_progress, timeout=args.timeout, jobs=args.jobs, vectorize=args.vectorize)
         table, stale = apply_known(compare(raw, cases, args.reference), cases, known)
         table = assign_causes(table, cases, args.reference)
         repro = write_repro(failing_pairs(table), case_sources(cases, backends), out)

@@ -27,6 +27,7 @@ DEFAULT_TOLERANCES: dict[str, Tolerance] = {
 RESULT_COLUMNS = [
     "case",
     "backend",
+    "mode",  # the backend's execution mode: eager, jit, function, compile
     "version",
     "dtype",
     "step",
@@ -77,11 +78,11 @@ def compare(raw: pd.DataFrame, cases: Iterable[Case], reference: str) -> pd.Data
 
 def _with_missing_rows(ran: pd.DataFrame, ref_rows: pd.DataFrame) -> pd.DataFrame:
     """Each ran row joined to its reference value, plus a row per reference value missing."""
-    pairs = ran[["case", "backend", "version", "dtype"]].drop_duplicates()
+    pairs = ran[["case", "backend", "mode", "version", "dtype"]].drop_duplicates()
     expected = pairs.merge(ref_rows, on="case")
     merged = ran.merge(
         expected,
-        on=["case", "backend", "version", "dtype", *_VALUE_KEYS[1:]],
+        on=["case", "backend", "mode", "version", "dtype", *_VALUE_KEYS[1:]],
         how="outer",
         indicator=True,
     )

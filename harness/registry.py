@@ -7,6 +7,7 @@ backend plugins); two different adapters claiming one name are an error naming b
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.metadata
 import warnings
@@ -89,6 +90,7 @@ def create(name: str) -> Backend:
     return cls()
 
 
+@functools.cache
 def mode_of(name: str) -> str:
     """The execution mode of adapter ``name`` (its class's ``mode``), without importing a framework."""
     try:

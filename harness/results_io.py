@@ -15,12 +15,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from harness import registry
 from harness.compare import RESULT_COLUMNS
 from harness.errors import ResultsError
 
 TEXT_COLUMNS = (
     "case",
     "backend",
+    "mode",
     "version",
     "dtype",
     "quantity",
@@ -53,6 +55,9 @@ def read_results(path: Path) -> Results:
     elif not path.is_file():
         raise ResultsError(f"{path}: no such file")
     table = _read_table(path)
+    if "mode" not in table.columns and "backend" in table.columns:
+        # Results written before execution modes were recorded: the backend name implies it.
+        table["mode"] = table["backend"].astype(str).map(registry.mode_of)
     missing = [c for c in RESULT_COLUMNS if c not in table.columns]
     if missing:
         raise ResultsError(

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 import numpy as np
 import pandas as pd
 
-from harness import determinism
+from harness import determinism, registry
 from harness.cases import Case
 from harness.inputs import Inputs, make_inputs
 from harness.outcome import Outcome, Progress
@@ -23,6 +23,7 @@ KEY_COLUMNS = ["case", "backend", "step", "quantity", "param", "index"]
 RAW_COLUMNS = [
     "case",
     "backend",
+    "mode",
     "version",
     "dtype",
     "step",
@@ -90,6 +91,7 @@ def outcomes_frame(outcomes: Iterable[Outcome]) -> pd.DataFrame:
         for key, value in (
             ("case", outcome.case.name),
             ("backend", outcome.backend),
+            ("mode", registry.mode_of(outcome.backend)),
             ("version", outcome.version),
             ("dtype", outcome.case.dtype),
             ("status", outcome.status),
@@ -113,6 +115,16 @@ def normalize(frame: pd.DataFrame) -> pd.DataFrame:
         numbers = pd.to_numeric(frame[column], errors="coerce")
         frame[column] = numbers.where(numbers >= 0).astype("Int64")  # -1 marks "not applicable"
     frame["value"] = frame["value"].astype(np.float64)
-    for column in ("case", "backend", "version", "dtype", "quantity", "param", "status", "detail"):
+    for column in (
+        "case",
+        "backend",
+        "mode",
+        "version",
+        "dtype",
+        "quantity",
+        "param",
+        "status",
+        "detail",
+    ):
         frame[column] = frame[column].fillna("").astype(str)
     return frame

@@ -27,6 +27,7 @@ from harness.interrupts import Interrupted, SignalGuard
 from harness.outcome import Outcome
 from harness.report import atomic_write_text
 from harness.runner import Progress, outcomes_frame, run
+from harness.vectorize import run as vectorized_run
 
 RUN_FILE = "run.json"
 PARTIAL_FILE = "results.partial.csv"
@@ -88,14 +89,21 @@ class RunSession:
     def total(self) -> int:
         return len(self.cases) * len(self.backends)
 
-    def run(self, progress: Progress | None = None, **options: Any) -> pd.DataFrame:
-        """The raw results table: of every pair, or of those finished before a stop."""
+    def run(
+        self, progress: Progress | None = None, *, vectorize: bool = False, **options: Any
+    ) -> pd.DataFrame:
+        """The raw results table: of every pair, or of those finished before a stop.
+
+        ``vectorize`` batches cases that differ only in values (harness/vectorize.py); a
+        batch's rows reach the report, not the per-outcome stream.
+        """
         self.options = options
+        run_cases = vectorized_run if vectorize else run
         try:
             self.out.mkdir(parents=True, exist_ok=True)
             self._write_run_file("running")
             self._stream = (self.out / PARTIAL_FILE).open("w", encoding="utf-8")
-            raw = run(self.cases, self.backends, progress, on_outcome=self.record, **options)
+            raw = run_cases(self.cases, self.backends, progress, on_outcome=self.record, **options)
             self.settings = dict(raw.attrs.get("determinism", {}))
         except Interrupted as exc:
             self.stopped, self.status = f"interrupted by {exc.signal_name}", exc.status

@@ -23,6 +23,7 @@ from harness.batch_trace import BatchInputs, BatchTrace
 from harness.cases import Case
 from harness.errors import BackendUnavailable
 from harness.inputs import Inputs, make_inputs
+from harness.outcome import Progress
 from harness.runner import RAW_COLUMNS, empty_frame, normalize
 from harness.runner import run as run_per_case
 from harness.step_key import step_key
@@ -34,7 +35,6 @@ VECTORIZED: dict[str, str] = {
     "jax": "backends.jax_vectorized:run_batch",
 }
 
-Progress = Callable[[str, int, int, str], None]
 BatchRunner = Callable[[Any, Case, BatchInputs], BatchTrace]
 
 
@@ -54,7 +54,12 @@ def groups(cases: Sequence[Case], inputs: dict[str, Inputs]) -> list[list[Case]]
 def run(
     cases: list[Case], backends: list[str], progress: Progress | None = None, **loop_options: Any
 ) -> pd.DataFrame:
-    """Raw results of every case on every backend, batched where a backend can batch."""
+    """Raw results of every case on every backend, batched where a backend can batch.
+
+    Backends without a batched implementation run the per-case loop together (in their
+    worker processes, concurrently); ``loop_options`` go to that loop (``on_outcome``,
+    ``timeout``, ``jobs``).
+    """
     determinism.apply_environment()
     inputs = {case.name: make_inputs(case) for case in cases}
     batches = [
@@ -62,15 +67,21 @@ def run(
         for group in groups(cases, inputs)
         if len(group) > 1
     ]
-    frames = []
+    looped = [name for name in backends if _batch_runner(name) is None or not batches]
+    frames = [run_per_case(cases, looped, progress, **loop_options)] if looped else []
     for name in backends:
-        done, frames_of_backend = _run_batches(name, batches, progress, len(cases))
+        if name in looped:
+            continue
+        done, batch_frames = _run_batches(name, batches, progress, len(cases))
+        frames += batch_frames
         rest = [case for case in cases if case.name not in done]
         if rest:
-            frames_of_backend.append(run_per_case(rest, [name], progress, **loop_options))
-        frames += frames_of_backend
+            frames.append(run_per_case(rest, [name], progress, **loop_options))
+    settings = {k: v for frame in frames for k, v in frame.attrs.get("determinism", {}).items()}
     raw = pd.concat(frames, ignore_index=True) if frames else empty_frame()
-    return _in_case_order(raw, cases, backends)
+    raw = _in_case_order(raw, cases, backends)
+    raw.attrs["determinism"] = settings
+    return raw
 
 
 def _run_batches(
@@ -124,6 +135,7 @@ def batch_frame(
     columns = {
         "case": names[rows["variant"]],
         "backend": np.full(n, backend, dtype=object),
+        "mode": np.full(n, registry.mode_of(backend), dtype=object),
         "version": np.full(n, version, dtype=object),
         "dtype": np.full(n, cases[0].dtype, dtype=object),
         "status": np.full(n, "ok", dtype=object),

@@ -1,0 +1,143 @@
+"""Vectorized sweeps: batches by step key, the same rows and verdicts as the per-case loop."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from harness import registry, runner, vectorize
+from harness.batch_trace import BatchInputs, BatchTrace
+from harness.cases import Case
+from harness.compare import compare
+from harness.inputs import make_inputs
+from harness.loader import load_cases
+from harness.report import summarize
+from harness.trace import Trace
+from tests.conftest import CASES
+
+BATCHED = list(vectorize.VECTORIZED)
+VARIANTS = 2
+
+
+def init_variants(case: Case, count: int) -> list[Case]:
+    """``count`` copies of ``case`` with other initial-weight seeds: values differ, nothing else."""
+    assert case.network.init is not None
+    return [
+        dataclasses.replace(
+            case,
+            name=f"{case.name}#{seed}",
+            network=dataclasses.replace(
+                case.network, init=dataclasses.replace(case.network.init, seed=seed)
+            ),
+        )
+        for seed in range(count)
+    ]
+
+
+@pytest.fixture(scope="module")
+def sample() -> list[Case]:
+    """Every loss (float64) and every optimizer (float32) of the library, in a few value variants."""
+    library = load_cases([CASES / "losses.yaml", CASES / "optimizers.yaml"])
+    losses = [case for case in library if case.name.startswith("loss") and case.dtype == "float64"]
+    optimizers: dict[str, Case] = {}
+    for case in library:
+        if case.name.startswith("optim") and case.dtype == "float32":
+            optimizers.setdefault(case.optimizer.name, case)
+    chosen = [*losses, *optimizers.values()]
+    return [variant for case in chosen for variant in init_variants(case, VARIANTS)]
+
+
+@pytest.fixture(scope="module")
+def both_ways(sample: list[Case]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    backends = [name for name in BATCHED if registry.load_class(name).unavailable_reason() is None]
+    looped = compare(runner.run(sample, backends), sample, "numpy")
+    swept = compare(vectorize.run(sample, backends), sample, "numpy")
+    return looped, swept
+
+
+def test_value_variants_share_a_group_and_knobs_split_them(sample: list[Case]) -> None:
+    inputs = {case.name: make_inputs(case) for case in sample}
+    groups = vectorize.groups(sample, inputs)
+    assert len(groups) == len(sample) // VARIANTS
+    assert all(len(group) == VARIANTS for group in groups)
+
+
+@pytest.mark.parametrize("backend", BATCHED)
+def test_vectorized_verdicts_are_the_loops(backend: str, both_ways) -> None:
+    looped, swept = both_ways
+    if backend not in set(looped["backend"]):
+        pytest.skip(f"{backend} is not installed")
+    verdict = {(s.case, s.backend): s.status for s in summarize(looped) if s.backend == backend}
+    swept_verdict = {
+        (s.case, s.backend): s.status for s in summarize(swept) if s.backend == backend
+    }
+    assert swept_verdict == verdict
+    assert "ok" in verdict.values()
+
+
+@pytest.mark.parametrize("backend", BATCHED)
+def test_vectorized_values_match_the_loops_within_tolerance(backend: str, both_ways) -> None:
+    looped, swept = both_ways
+    keys = ["case", "backend", "step", "quantity", "param", "index"]
+    merged = looped.merge(swept, on=keys, suffixes=("_loop", "_sweep"))
+    rows = merged[(merged["backend"] == backend) & (merged["status_loop"] != "skipped")]
+    if rows.empty:
+        pytest.skip(f"{backend} is not installed")
+    assert len(rows) == ((looped["backend"] == backend) & (looped["status"] != "skipped")).sum()
+    gap = np.abs(rows["value_loop"] - rows["value_sweep"]).to_numpy()
+    assert np.all(np.isnan(gap) | (gap <= rows["tol_loop"].to_numpy()))
+
+
+def test_batch_rows_lay_out_each_variant_as_a_trace_does() -> None:
+    rng = np.random.default_rng(0)
+    batch = BatchTrace(
+        output=rng.normal(size=(2, 3, 1)),
+        losses=[rng.normal(size=2)],
+        grads=[{"w": rng.normal(size=(2, 1, 2)), "b": rng.normal(size=(2, 1))}],
+        params=[{"w": rng.normal(size=(2, 1, 2)), "b": rng.normal(size=(2, 1))}],
+        output_after=rng.normal(size=(2, 3, 1)),
+        activations=[[rng.normal(size=(2, 3, 2))]],
+    )
+    rows = batch.rows()
+    for variant in range(2):
+        single = Trace(
+            output=batch.output[variant],
+            losses=[batch.losses[0][variant]],
+            grads=[{k: v[variant] for k, v in batch.grads[0].items()}],
+            params=[{k: v[variant] for k, v in batch.params[0].items()}],
+            output_after=batch.output_after[variant],  # type: ignore[index]
+            activations=[[batch.activations[0][0][variant]]],
+        ).rows()
+        mine = rows["variant"] == variant
+        for column, values in single.items():
+            np.testing.assert_array_equal(rows[column][mine], values, err_msg=column)
+
+
+@pytest.mark.parametrize("backend", BATCHED)
+def test_a_batch_leaves_its_inputs_alone(backend: str, sample: list[Case]) -> None:
+    """Every backend reads the same stacked inputs: an in-place update would corrupt the next."""
+    reason = registry.load_class(backend).unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    cases = [case for case in sample if case.dtype == "float64"][:VARIANTS]
+    inputs = BatchInputs.stack([make_inputs(case) for case in cases])
+    before = {name: value.copy() for name, value in inputs.params.items()}
+    runner = vectorize._batch_runner(backend)
+    assert runner is not None
+    runner(registry.create(backend), cases[0], inputs)
+    for name, value in before.items():
+        np.testing.assert_array_equal(inputs.params[name], value, err_msg=name)
+
+
+def test_a_batch_that_raises_falls_back_to_the_loop(monkeypatch, sample: list[Case]) -> None:
+    def broken(adapter, case, inputs: BatchInputs) -> BatchTrace:
+        raise RuntimeError("simulated batched failure")
+
+    monkeypatch.setattr(vectorize, "_batch_runner", lambda name: broken)
+    cases = sample[:VARIANTS]
+    raw = vectorize.run(cases, ["numpy"])
+    assert set(raw["status"]) == {"ok"}
+    assert list(dict.fromkeys(raw["case"])) == [case.name for case in cases]

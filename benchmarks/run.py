@@ -178,7 +178,7 @@ def _wall(command: list[str], env: dict[str, str]) -> float:
 SWEEP_TARGETS = {"numpy": 1_000_000, "torch": 1_000_000, "jax": 1_000_000, "tensorflow": 300_000}
 
 
-def sweep_section(variants: int, sample: int, repeats: int) -> list[Row]:
+def sweep_section(backends: Sequence[str], variants: int, sample: int, repeats: int) -> list[Row]:
     """Vectorized case-steps/s per backend (warm), and verdicts against the per-case loop."""
     from harness import vectorize
     from harness.batch_trace import BatchInputs
@@ -186,7 +186,8 @@ def sweep_section(variants: int, sample: int, repeats: int) -> list[Row]:
     cases = seed_variants(variants, seed=1)
     inputs = BatchInputs.stack([make_inputs(case) for case in cases])
     rows = []
-    for name, target in SWEEP_TARGETS.items():
+    for name in backends:
+        target = SWEEP_TARGETS[name]
         runner = vectorize._batch_runner(name)
         if runner is None:
             rows.append(
@@ -200,17 +201,17 @@ def sweep_section(variants: int, sample: int, repeats: int) -> list[Row]:
         rows.append(
             Row("sweep", name, "case-steps/s", rate, None, None, f">= {target:,}", rate >= target)
         )
-    rows.append(_verdict_row(cases[:sample]))
+    rows.append(_verdict_row(cases[:sample], ["numpy", *backends]))
     return rows
 
 
-def _verdict_row(cases: list[Case]) -> Row:
+def _verdict_row(cases: list[Case], backends: list[str]) -> Row:
     """Each case × backend verdict of a vectorized run against the per-case loop's."""
     from harness import runner, vectorize
     from harness.compare import compare
     from harness.report import summarize
 
-    backends = list(SWEEP_TARGETS)
+    backends = list(dict.fromkeys(backends))
 
     def verdicts(raw: object) -> dict[tuple[str, str], str]:
         table = compare(raw, cases, "numpy")  # type: ignore[arg-type]
@@ -234,7 +235,9 @@ def _verdict_row(cases: list[Case]) -> Row:
 SECTIONS: dict[str, Callable[[argparse.Namespace], list[Row]]] = {
     "loop": lambda a: loop_section(a.backend or LOOP_BACKENDS, a.cases, a.repeats),
     "process": lambda a: process_section(a.repeats),
-    "sweep": lambda a: sweep_section(a.variants, a.sample, a.repeats),
+    "sweep": lambda a: sweep_section(
+        a.backend or list(SWEEP_TARGETS), a.variants, a.sample, a.repeats
+    ),
 }
 
 
@@ -265,7 +268,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m benchmarks.run", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--section", action="append", choices=list(SECTIONS), help="run only these")
-    parser.add_argument("--backend", action="append", help="loop section: only these backends")
+    parser.add_argument(
+        "--backend", action="append", help="loop and sweep sections: only these backends"
+    )
     parser.add_argument("--cases", type=int, default=300, help="cases per timed loop (default 300)")
     parser.add_argument("--variants", type=int, default=10_000, help="sweep size (default 10,000)")
     parser.add_argument("--sample", type=int, default=200, help="variants checked against the loop")

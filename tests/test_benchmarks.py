@@ -1,0 +1,33 @@
+"""The benchmark command runs and prints its table (tiny sizes: this checks it works, not speed)."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.run import Row, format_rows, main
+
+
+@pytest.mark.parametrize("section", ["loop", "sweep"])
+def test_benchmark_section_prints_its_rows(section: str, capsys) -> None:
+    assert main(["--quick", "--section", section, "--backend", "numpy"]) == 0
+    table = capsys.readouterr().out
+    assert table.splitlines()[0].split() == [
+        "section",
+        "subject",
+        "measure",
+        "crossgrad",
+        "bare",
+        "ratio",
+        "target",
+        "met",
+    ]
+    lines = [line for line in table.splitlines() if line.startswith(section)]
+    assert any(" numpy " in line for line in lines)
+    if section == "sweep":  # the verdict check compares the batched and per-case runs
+        (verdicts,) = [line for line in lines if "verdicts" in line]
+        assert verdicts.rstrip().endswith("yes")
+
+
+def test_a_missed_target_reads_no() -> None:
+    row = Row("loop", "torch", "cases/s", 10.0, 20.0, 0.5, ">= 0.7 x bare", False)
+    assert format_rows([row]).splitlines()[-1].split()[-1] == "NO"

@@ -33,6 +33,7 @@ VECTORIZED: dict[str, str] = {
     "numpy": "backends.numpy_vectorized:run_batch",
     "torch": "backends.torch_vectorized:run_batch",
     "jax": "backends.jax_vectorized:run_batch",
+    "tensorflow": "backends.tensorflow_vectorized:run_batch",
 }
 
 BatchRunner = Callable[[Any, Case, BatchInputs], BatchTrace]

@@ -10,6 +10,7 @@ import argparse
 import fnmatch
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -28,6 +29,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     determinism.apply_environment()
+    warnings.formatwarning = _plain_warning
     try:
         return int(args.handler(args))
     except CaseError as exc:
@@ -42,6 +44,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("crossgrad: interrupted", file=sys.stderr)
         return 130
+
+
+def _plain_warning(message: Warning | str, *_: object, **__: object) -> str:
+    """A warning (such as a plugin that failed to load) as one line, without source lines."""
+    return f"crossgrad: warning: {message}\n"
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from harness import determinism, registry
+from harness import conformance, determinism, registry
 from harness.cases import Case
 from harness.compare import compare
 from harness.errors import BackendUnavailable, CaseError, CrossgradError, UnknownBackend, UsageError
@@ -107,6 +107,16 @@ def _parser() -> argparse.ArgumentParser:
         "backends", help="list adapters: available or why not, and versions"
     )
     backends_cmd.set_defaults(handler=_backends)
+
+    check_cmd = commands.add_parser(
+        "check-adapter", help="run an adapter through the conformance battery"
+    )
+    check_cmd.add_argument("name", metavar="NAME", help="the adapter's backend name")
+    check_cmd.add_argument("--reference", default="numpy", metavar="NAME")
+    check_cmd.add_argument(
+        "--check", "-k", action="append", default=[], metavar="GLOB", help="only these checks"
+    )
+    check_cmd.set_defaults(handler=_check_adapter)
     return parser
 
 
@@ -171,6 +181,14 @@ def _validate(args: argparse.Namespace) -> int:
     files = len({c.source.rpartition(":")[0] for c in cases})
     print(f"{len(cases)} cases in {files} file{'s' * (files != 1)} (matrices expanded): OK")
     return EXIT_OK
+
+
+def _check_adapter(args: argparse.Namespace) -> int:
+    results, table = conformance.check_adapter(args.name, args.reference, args.check)
+    if not results:
+        raise UsageError(f"no conformance check matches --check {' '.join(args.check)}")
+    print(table)
+    return EXIT_FAILED if any(r.failed for r in results) else EXIT_OK
 
 
 def _backends(args: argparse.Namespace) -> int:

@@ -7,7 +7,6 @@ Exit status (SPEC §3): 0 every comparison agrees, 1 a divergence / failed expec
 from __future__ import annotations
 
 import argparse
-import fnmatch
 import sys
 import time
 import warnings
@@ -17,9 +16,13 @@ from pathlib import Path
 from harness import conformance, determinism, registry
 from harness.cases import Case
 from harness.compare import compare
+from harness.coverage import coverage, coverage_markdown, coverage_text
 from harness.errors import BackendUnavailable, CaseError, CrossgradError, UnknownBackend, UsageError
+from harness.known import DEFAULT_PATH as DEFAULT_KNOWN
+from harness.known import apply_known, load_known
 from harness.loader import load_cases
-from harness.report import exit_status, format_table, write_report
+from harness.patterns import matches
+from harness.report import exit_status, format_table, summarize, write_report
 from harness.runner import run
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -89,6 +92,12 @@ def _parser() -> argparse.ArgumentParser:
         help="run only cases whose name matches this shell-style pattern (repeatable)",
     )
     run_cmd.add_argument(
+        "--known",
+        default=str(DEFAULT_KNOWN),
+        metavar="FILE",
+        help="triaged divergences reported as 'known' (default: cases/known_divergences.yaml; 'none' to disable)",
+    )
+    run_cmd.add_argument(
         "--out",
         "-o",
         default="reports/latest",
@@ -122,6 +131,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _run(args: argparse.Namespace) -> int:
     cases = _select(load_cases(args.paths), args.case)
+    known = [] if args.known == "none" else load_known(Path(args.known))
     backends = _backend_names(args.backend, args.reference)
     print(
         f"crossgrad: {len(cases)} case{'s' * (len(cases) != 1)} on {', '.join(backends)} (reference: {args.reference})",
@@ -129,9 +139,18 @@ def _run(args: argparse.Namespace) -> int:
     )
     started = time.perf_counter()
     raw = run(cases, backends, progress=_progress)
-    table = compare(raw, cases, args.reference)
-    summaries = write_report(table, Path(args.out))
+    table, stale = apply_known(compare(raw, cases, args.reference), cases, known)
+    summaries = summarize(table)
+    knob_coverage = coverage(summaries, cases)
+    write_report(table, Path(args.out), stale, [coverage_markdown(knob_coverage)], summaries)
+    knob_coverage.to_csv(Path(args.out) / "coverage.csv", index=False)
     print(format_table(summaries))
+    print(f"\n{coverage_text(knob_coverage)}")
+    for entry in stale:
+        print(
+            f"warning: stale known divergence {entry.id} ({entry.location}): it matched nothing that ran",
+            file=sys.stderr,
+        )
     elapsed = time.perf_counter() - started
     print(
         f"\nreport: {Path(args.out) / 'summary.md'} ({len(table):,} rows, {elapsed:.1f} s)",
@@ -143,7 +162,7 @@ def _run(args: argparse.Namespace) -> int:
 def _select(cases: list[Case], patterns: list[str]) -> list[Case]:
     if not patterns:
         return cases
-    chosen = [c for c in cases if any(fnmatch.fnmatchcase(c.name, p) for p in patterns)]
+    chosen = [c for c in cases if any(matches(c.name, p) for p in patterns)]
     if not chosen:
         raise UsageError(
             f"no case name matches --case {' '.join(patterns)} (of {len(cases)} cases)"

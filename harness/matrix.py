@@ -140,6 +140,11 @@ def variant_suffix(variant: dict[str, Any]) -> str:
 
 
 def _format(value: Any) -> str:
+    """Compact, quote-free rendering, so variant names stay easy to match with --case."""
     if isinstance(value, str):
         return value
-    return json.dumps(value, separators=(",", ":"))
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k}:{_format(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(_format(v) for v in value) + "]"
+    return json.dumps(value)

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from harness.known import KnownDivergence
 
 # Worst first: the status a case × backend pair gets from its rows.
 SEVERITY = ("crashed", "expect_failed", "diverged", "known", "skipped", "ok")
@@ -112,7 +114,33 @@ def _shorten(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
-def summary_markdown(table: pd.DataFrame, summaries: list[PairSummary]) -> str:
+def known_markdown(table: pd.DataFrame) -> str:
+    """Each known divergence that matched in this run: how many values, how large."""
+    known = table[table["status"] == "known"]
+    if known.empty:
+        return ""
+    ids = known["detail"].str.extract(r"^known divergence (\S+):", expand=False)
+    lines = [
+        "## Known divergences in this run",
+        "",
+        "| id | backends | pairs | values | max abs err | max rel err |",
+        "|---|---|---|---|---|---|",
+    ]
+    for entry_id, rows in known.groupby(ids, sort=False):
+        pairs = rows[["case", "backend"]].drop_duplicates()
+        lines.append(
+            f"| {entry_id} | {', '.join(sorted(rows['backend'].unique()))} | {len(pairs)} | {len(rows)} | "
+            f"{rows['abs_err'].max():.3g} | {rows['rel_err'].max():.3g} |"
+        )
+    return "\n".join([*lines, ""])
+
+
+def summary_markdown(
+    table: pd.DataFrame,
+    summaries: list[PairSummary],
+    stale: Sequence[KnownDivergence] = (),
+    sections: Sequence[str] = (),
+) -> str:
     counts = pd.Series([s.status for s in summaries]).value_counts()
     verdict = "FAIL" if exit_status(table) else "PASS"
     lines = [
@@ -136,23 +164,45 @@ def summary_markdown(table: pd.DataFrame, summaries: list[PairSummary]) -> str:
             s.first_divergence,
         )
         lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
+    if stale:
+        lines += [
+            "",
+            "## Stale known divergences",
+            "",
+            "These entries cover cases that ran but matched no divergence; the framework may have changed.",
+            "",
+        ]
+        lines += [f"- `{entry.id}` ({entry.location}): {entry.measured}" for entry in stale]
     lines += [
         "",
         "worst err/tol: the largest |value − reference| / (atol + rtol·|reference|) of the pair; above 1 is a divergence.",
         "",
     ]
+    lines += [section for section in sections if section]
     return "\n".join(lines)
 
 
-def write_report(table: pd.DataFrame, out: Path) -> list[PairSummary]:
-    """Write every report file into ``out`` atomically; return the per-pair summaries."""
+def write_report(
+    table: pd.DataFrame,
+    out: Path,
+    stale: Sequence[KnownDivergence] = (),
+    sections: Sequence[str] = (),
+    summaries: list[PairSummary] | None = None,
+) -> list[PairSummary]:
+    """Write every report file into ``out`` atomically; return the per-pair summaries.
+
+    ``sections`` are extra Markdown blocks (coverage, ...) appended to summary.md.
+    """
     out.mkdir(parents=True, exist_ok=True)
-    summaries = summarize(table)
+    summaries = summarize(table) if summaries is None else summaries
     _atomic(out / "results.csv", lambda p: table.to_csv(p, index=False, float_format="%.17g"))
     _atomic(out / "results.parquet", lambda p: table.to_parquet(p, index=False))
     _atomic(
         out / "summary.md",
-        lambda p: Path(p).write_text(summary_markdown(table, summaries), encoding="utf-8"),
+        lambda p: Path(p).write_text(
+            summary_markdown(table, summaries, stale, [known_markdown(table), *sections]),
+            encoding="utf-8",
+        ),
     )
     return summaries
 

@@ -11,7 +11,7 @@ import difflib
 import itertools
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -68,6 +68,11 @@ class _Invalid:
 
 
 INVALID: Any = _Invalid()
+
+
+def any_invalid(values: Iterable[Any]) -> bool:
+    """Whether any value failed its check (identity test: values may be NumPy arrays)."""
+    return any(value is INVALID for value in values)
 
 
 def describe(value: Any) -> str:
@@ -348,7 +353,7 @@ class _CaseBuilder:
             )
             params = INVALID
         if (
-            INVALID in (sizes, activation, output_activation)
+            any_invalid((sizes, activation, output_activation))
             or params is INVALID
             or init is INVALID
         ):
@@ -368,7 +373,7 @@ class _CaseBuilder:
         sizes = [
             self.c.integer(item, f"network.sizes.{i}", 1, MAX_WIDTH) for i, item in enumerate(items)
         ]
-        if INVALID in sizes:
+        if any_invalid(sizes):
             return INVALID
         total = sum(a * b + b for a, b in itertools.pairwise(sizes))
         if total > MAX_ELEMENTS:
@@ -437,7 +442,7 @@ class _CaseBuilder:
             else INVALID
         )
         args = self._numbers(fields, "network.init", INIT_SCHEMES[scheme])
-        if seed is INVALID or INVALID in args.values():
+        if seed is INVALID or any_invalid(args.values()):
             return INVALID
         return InitSpec(seed, scheme, args)
 
@@ -474,7 +479,7 @@ class _CaseBuilder:
             )
             low = self._optional(fields, "low", lambda n: self.c.number(n, f"{key}.low"), -1.0)
             high = self._optional(fields, "high", lambda n: self.c.number(n, f"{key}.high"), 1.0)
-            if INVALID in (seed, batch, low, high):
+            if any_invalid((seed, batch, low, high)):
                 return INVALID
             if low > high:
                 return self.c.fail(node, f"{key}.high", f"expected high >= low ({low}), got {high}")
@@ -506,7 +511,7 @@ class _CaseBuilder:
         if fields is INVALID or name is INVALID:
             return INVALID
         args = self._numbers(fields, "loss", LOSSES[name], positive=True)
-        return INVALID if INVALID in args.values() else Loss(name, args)
+        return INVALID if any_invalid(args.values()) else Loss(name, args)
 
     def _read_optimizer(self, node: Located) -> Optimizer | Any:
         if isinstance(node.value, str):
@@ -547,7 +552,7 @@ class _CaseBuilder:
                     args[key] = self.c.fail(
                         fields[key], path, f"expected a number >= 0, got {args[key]}"
                     )
-        if INVALID in args.values():
+        if any_invalid(args.values()):
             return INVALID
         if name == "sgd" and args["nesterov"] and (args["momentum"] <= 0 or args["dampening"] != 0):
             return self.c.fail(
@@ -564,7 +569,7 @@ class _CaseBuilder:
         if len(items) != 2:
             return self.c.fail(node, key, f"expected 2 numbers, got {len(items)}")
         pair = tuple(self.c.number(item, f"{key}.{i}") for i, item in enumerate(items))
-        if INVALID in pair:
+        if any_invalid(pair):
             return INVALID
         if not all(0 <= b < 1 for b in pair):
             return self.c.fail(node, key, f"expected numbers in [0, 1), got {list(pair)}")
@@ -580,7 +585,7 @@ class _CaseBuilder:
             if value is not INVALID and value < 0:
                 self.c.fail(fields[key], f"tolerance.{key}", f"expected a number >= 0, got {value}")
                 return INVALID
-        return INVALID if INVALID in (rtol, atol) else Tolerance(rtol, atol)
+        return INVALID if any_invalid((rtol, atol)) else Tolerance(rtol, atol)
 
     def _read_expect(self, node: Located, sizes: Any) -> Expect | Any:
         keys = ("decimals", "output", "loss", "params_after", "output_after")
@@ -609,7 +614,7 @@ class _CaseBuilder:
             lambda n: self._read_params(n, "expect.params_after", sizes, require_all=False),
             {},
         )
-        if INVALID in (decimals, output, output_after, loss, params):
+        if any_invalid((decimals, output, output_after, loss, params)):
             return INVALID
         return Expect(decimals, output, loss, params, output_after)
 
@@ -623,7 +628,7 @@ class _CaseBuilder:
             if items is INVALID:
                 return INVALID
             names = [self.c.string(item, f"backends.{key}.{i}") for i, item in enumerate(items)]
-            if INVALID in names:
+            if any_invalid(names):
                 return INVALID
             lists[key] = tuple(names)
         return BackendFilter(lists["skip"], lists["only"])

@@ -1,0 +1,109 @@
+"""Coverage: which activations, losses, optimizers and dtypes each backend ran, and how.
+
+Every knob value of every case is counted once per case × backend under the pair's
+status, so a glance shows that, say, rmsprop ran on tensorflow and was ``known`` there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import pandas as pd
+
+from harness.cases import Case
+from harness.report import SEVERITY, PairSummary
+
+KNOBS = ("activation", "output_activation", "loss", "optimizer", "dtype")
+
+
+def knob_values(case: Case) -> dict[str, str]:
+    return {
+        "activation": case.network.activation,
+        "output_activation": case.network.output_activation,
+        "loss": case.loss.name,
+        "optimizer": case.optimizer.name,
+        "dtype": case.dtype,
+    }
+
+
+def coverage(summaries: Iterable[PairSummary], cases: Iterable[Case]) -> pd.DataFrame:
+    """Long table: knob, value, backend, status, pairs (number of case × backend pairs)."""
+    knobs = {case.name: knob_values(case) for case in cases}
+    rows = [
+        (knob, value, s.backend, s.status)
+        for s in summaries
+        if s.case in knobs
+        for knob, value in knobs[s.case].items()
+    ]
+    frame = pd.DataFrame(rows, columns=["knob", "value", "backend", "status"])
+    return (
+        frame.groupby(["knob", "value", "backend", "status"], sort=False)
+        .size()
+        .rename("pairs")
+        .reset_index()
+    )
+
+
+def coverage_markdown(table: pd.DataFrame) -> str:
+    """One table per knob: a row per value, a column per backend, cells like "12 ok, 2 known"."""
+    if table.empty:
+        return ""
+    backends = list(dict.fromkeys(table["backend"]))
+    lines = ["## Coverage", "", "Case × backend pairs per knob value and status.", ""]
+    for knob in KNOBS:
+        part = table[table["knob"] == knob]
+        lines += [
+            f"### {knob}",
+            "",
+            "| value | " + " | ".join(backends) + " |",
+            "|---" * (len(backends) + 1) + "|",
+        ]
+        for value in dict.fromkeys(part["value"]):
+            cells = [
+                _cell(part[(part["value"] == value) & (part["backend"] == b)]) for b in backends
+            ]
+            lines.append(f"| {value} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _cell(rows: pd.DataFrame) -> str:
+    counts = dict(zip(rows["status"], rows["pairs"], strict=True))
+    return ", ".join(f"{counts[s]} {s}" for s in SEVERITY if s in counts) or "-"
+
+
+def coverage_text(table: pd.DataFrame) -> str:
+    """Compact terminal form: per knob value, each backend's pair counts as ok/known/skip/fail."""
+    if table.empty:
+        return ""
+    backends = list(dict.fromkeys(table["backend"]))
+    failing = {"crashed", "expect_failed", "diverged"}
+    header = ["knob", "value", *backends]
+    rows = []
+    for knob in KNOBS:
+        part = table[table["knob"] == knob]
+        for value in dict.fromkeys(part["value"]):
+            cells = []
+            for backend in backends:
+                counts = (
+                    part[(part["value"] == value) & (part["backend"] == backend)]
+                    .groupby("status")["pairs"]
+                    .sum()
+                )
+                ran = int(counts.get("ok", 0) + counts.get("known", 0))
+                cell = f"{ran} ran"
+                if counts.get("known", 0):
+                    cell += f" ({int(counts['known'])} known)"
+                if counts.get("skipped", 0):
+                    cell += f", {int(counts['skipped'])} skipped"
+                bad = int(sum(counts.get(s, 0) for s in failing))
+                if bad:
+                    cell += f", {bad} FAILED"
+                cells.append(cell)
+            rows.append([knob, value, *cells])
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+
+    def render(row):
+        return "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+
+    return "\n".join(["coverage (case × backend pairs):", render(header), *map(render, rows)])

@@ -125,6 +125,12 @@ def _parser() -> argparse.ArgumentParser:
     check_cmd.add_argument(
         "--check", "-k", action="append", default=[], metavar="GLOB", help="only these checks"
     )
+    check_cmd.add_argument(
+        "--known",
+        default=str(DEFAULT_KNOWN),
+        metavar="FILE",
+        help="triaged divergences reported as 'known' (default: cases/known_divergences.yaml; 'none' to disable)",
+    )
     check_cmd.set_defaults(handler=_check_adapter)
     return parser
 
@@ -203,7 +209,8 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _check_adapter(args: argparse.Namespace) -> int:
-    results, table = conformance.check_adapter(args.name, args.reference, args.check)
+    known = [] if args.known == "none" else load_known(Path(args.known))
+    results, table = conformance.check_adapter(args.name, args.reference, args.check, known)
     if not results:
         raise UsageError(f"no conformance check matches --check {' '.join(args.check)}")
     print(table)

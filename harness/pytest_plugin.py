@@ -5,7 +5,9 @@ In the adapter package's ``conftest.py``::
     pytest_plugins = ["harness.pytest_plugin"]
 
 name the adapter in the pytest configuration (``crossgrad_adapter = "myfw"`` under
-``[tool.pytest.ini_options]``, or ``--crossgrad-adapter myfw``), and write one test::
+``[tool.pytest.ini_options]``, or ``--crossgrad-adapter myfw``), optionally the triaged
+divergences (``crossgrad_known = "path/to/known_divergences.yaml"``, relative to the
+rootdir), and write one test::
 
     from harness.pytest_plugin import assert_conforms
 
@@ -23,6 +25,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from harness import conformance, registry
+from harness.known import load_known
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -32,10 +35,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("crossgrad", "crossgrad adapter conformance")
     group.addoption("--crossgrad-adapter", default=None, help="backend name to check")
     group.addoption("--crossgrad-reference", default=None, help="reference backend (numpy)")
+    group.addoption("--crossgrad-known", default=None, help="known-divergences YAML file")
     parser.addini("crossgrad_adapter", "backend name the conformance battery checks")
     parser.addini(
         "crossgrad_reference", "reference backend name", default=conformance.DEFAULT_REFERENCE
     )
+    parser.addini("crossgrad_known", "known-divergences YAML file, relative to the rootdir")
 
 
 def _setting(config: pytest.Config, name: str) -> str:
@@ -62,7 +67,11 @@ def crossgrad_kit(pytestconfig: pytest.Config) -> Iterator[conformance.Kit]:
     reason = registry.load_class(name).unavailable_reason()
     if reason:
         pytest.skip(f"{name}: {reason}")
-    yield conformance.open_kit(name, _setting(pytestconfig, "crossgrad_reference"))
+    known_file = pytestconfig.getoption("--crossgrad-known") or pytestconfig.getini(
+        "crossgrad_known"
+    )
+    known = load_known(pytestconfig.rootpath / known_file) if known_file else []
+    yield conformance.open_kit(name, _setting(pytestconfig, "crossgrad_reference"), known)
 
 
 @pytest.fixture

@@ -74,3 +74,20 @@ class OverridingCapabilitiesBackend(NumpyBackend):
 
     def unsupported_reason(self, case: Case) -> str | None:
         return None
+
+
+class CoarseFloat64Backend(NumpyBackend):
+    """Reports float64 losses rounded to float32, as a framework that reduces in float32."""
+
+    name = "coarse64"
+
+    def build(self, case: Case, inputs: Inputs) -> Model:
+        model = NumpyModel(case, inputs)
+        train_step = model.train_step
+
+        def coarse() -> tuple[np.ndarray, dict[str, np.ndarray]]:
+            loss, grads = train_step()
+            return np.asarray(loss.astype(np.float32).astype(loss.dtype)), grads
+
+        model.train_step = coarse  # type: ignore[method-assign]
+        return model

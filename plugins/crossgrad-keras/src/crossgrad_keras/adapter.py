@@ -104,7 +104,9 @@ class Worker:
             status, payload = pickle.load(self.process.stdout)
         except (EOFError, BrokenPipeError, OSError) as exc:
             code = self.process.wait()
-            raise WorkerError(f"the Keras worker exited with status {code} during {method}") from exc
+            raise WorkerError(
+                f"the Keras worker exited with status {code} during {method}"
+            ) from exc
         if status == "error":
             raise WorkerError(payload)
         return payload

@@ -37,6 +37,9 @@ class KerasModel:
     def __init__(self, keras: Any, torch: Any, case: Case, inputs: Inputs) -> None:
         self.keras, self.torch = keras, torch
         dtype = case.dtype
+        # As the TensorFlow adapter does: under floatx float32 Keras keeps the learning rate
+        # in a float32 variable, even for a float64 model.
+        keras.config.set_floatx("float64" if dtype == "float64" else "float32")
         self.layers = []
         for layer, (fan_in, fan_out) in enumerate(itertools.pairwise(case.network.sizes)):
             dense = keras.layers.Dense(fan_out, dtype=dtype)

@@ -1,4 +1,4 @@
-"""``crossgrad`` command line: run | validate | backends.
+"""``crossgrad`` command line: run | validate | backends | check-adapter.
 
 Exit status (SPEC §3): 0 every comparison agrees, 1 a divergence / failed expect / crash,
 2 bad input or usage, reported in one message without a traceback.

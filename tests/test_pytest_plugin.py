@@ -53,7 +53,7 @@ def test_a_wrong_adapter_fails_the_items_it_gets_wrong_with_plain_words(tmp_path
     assert (
         "FAILED test_adapter_conformance.py::test_conformance[finite-difference]" in result.stdout
     )
-    assert "finite-difference: grad of layers.0.weight[0] is" in result.stdout
+    assert "finite-difference: float64: grad of layers.0.weight[0] is" in result.stdout
     assert "the backward pass does not match the forward pass" in result.stdout
     assert "test_conformance[activation[tanh]]" not in result.stdout  # it passed
 

@@ -65,11 +65,12 @@ def test_cli_run_on_the_seed_exits_0_with_all_four_backends_ok(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
     table = pd.read_csv(out / "results.csv")
-    assert sorted(table["backend"].unique()) == ["jax", "numpy", "tensorflow", "torch"]
+    # Every built-in runs; an installed plugin adapter (crossgrad-keras) runs too.
+    assert {"jax", "numpy", "tensorflow", "torch"} <= set(table["backend"])
     assert set(table["status"]) == {"ok"}
     checked = table.dropna(subset=["expected"])
-    # output, 4 updated parameters and output_after, on each of the four backends
-    assert len(checked) == 6 * 4
+    # output, 4 updated parameters and output_after, on each backend
+    assert len(checked) == 6 * table["backend"].nunique()
     assert (checked["value"].round(4) == checked["expected"]).all()
     assert (out / "results.parquet").exists()
     assert "seed-1-1-1" in (out / "summary.md").read_text()

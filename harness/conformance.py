@@ -575,10 +575,12 @@ def format_results(results: list[CheckResult]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(2)]
     lines = [f"{a.ljust(widths[0])}  {b.ljust(widths[1])}  {c}".rstrip() for a, b, c in rows]
     lines.insert(1, f"{'-' * widths[0]}  {'-' * widths[1]}  {'-' * 20}")
-    failed = sum(r.failed for r in results)
+    counts = {
+        status: sum(r.status == status for r in results) for status in (PASS, KNOWN, SKIPPED, FAIL)
+    }
     lines.append(
-        f"\n{len(results) - failed} of {len(results)} checks passed or were not applicable; "
-        f"{failed} failed"
+        f"\n{len(results)} checks: {counts[PASS]} passed, {counts[KNOWN]} known divergences, "
+        f"{counts[SKIPPED]} skipped, {counts[FAIL]} failed"
     )
     return "\n".join(lines)
 

@@ -49,7 +49,7 @@ def test_the_reference_passes_every_check(capsys):
     assert "FAIL" not in out
     for check in ("naming", "non-square-mlp", "activation[gelu]", "loss[cross_entropy]"):
         assert any(line.startswith(check + " ") for line in out.splitlines()), check
-    assert "0 failed" in out
+    assert out.rstrip().endswith(" 0 failed")
 
 
 def test_the_battery_covers_every_declared_option():
@@ -140,3 +140,18 @@ def test_the_float32_fallback_still_catches_a_wrong_derivative(tmp_path):
     result = results_of("sigmoid_slope", "finite-difference", known=known)["finite-difference"]
     assert result.failed
     assert result.detail.startswith("float32: grad of layers.0.weight[0] is")
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["check-adapter", "pytorch"], "unknown backend 'pytorch'"),
+        (["check-adapter", "numpy", "--check", "nothing*"], "no conformance check matches"),
+    ],
+    ids=["unknown-backend", "no-such-check"],
+)
+def test_bad_usage_is_exit_2_with_a_message(capsys, argv, message):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert "Traceback" not in err

@@ -145,3 +145,11 @@ def test_an_unknown_backend_lists_the_plugins_too(monkeypatch, capsys):
     err = capsys.readouterr().err
     assert "unknown backend 'ech'" in err
     assert "echo" in err
+
+
+def test_checking_an_unavailable_plugin_is_exit_2_with_the_reason(monkeypatch, capsys):
+    install(monkeypatch, GHOST)
+    assert main(["check-adapter", "ghost"]) == 2
+    assert "backend 'ghost' is unavailable: crossgrad_no_such_framework not installed" in (
+        capsys.readouterr().err
+    )

@@ -1,4 +1,5 @@
-"""nox sessions: one per backend (each in its own virtualenv), the Keras plugin, tests, lint."""
+"""nox sessions: one per backend (each in its own virtualenv), the Keras plugin, report,
+regression, tests, lint."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import nox
 BACKENDS = ["numpy", "torch", "jax", "tensorflow"]
 # The pip extra each backend needs; numpy ships with crossgrad itself.
 EXTRAS = {"numpy": "", "torch": "[torch]", "jax": "[jax]", "tensorflow": "[tensorflow]"}
+BASELINE = "reports/baseline"
 
 nox.options.sessions = ["run", "keras_torch", "tests", "lint"]
 KERAS_PLUGIN = "plugins/crossgrad-keras"
@@ -25,6 +27,30 @@ def run(session: nox.Session, backend: str) -> None:
     session.run(
         "crossgrad", "run", "--backend", backend, "--out", f"reports/{backend}", *session.posargs
     )
+
+
+@nox.session
+def report(session: nox.Session) -> None:
+    """Merge the run(backend) sessions' results into reports/merged/, as one run would give."""
+    _install(session, "")
+    folders = [f"reports/{backend}" for backend in BACKENDS]
+    session.run("crossgrad", "report", *folders, "--out", "reports/merged", *session.posargs)
+
+
+@nox.session
+def regression(session: nox.Session) -> None:
+    """Run every case on every backend and diff against the committed baseline."""
+    _install(session, "[all]")
+    session.run("crossgrad", "run", "--out", "reports/latest", success_codes=[0, 1])
+    session.run("crossgrad", "diff", BASELINE, "reports/latest")
+
+
+@nox.session
+def baseline(session: nox.Session) -> None:
+    """Deliberately refresh reports/baseline/ from a fresh run; review and commit the diff."""
+    _install(session, "[all]")
+    # The baseline records what the code does now, divergences included.
+    session.run("crossgrad", "run", "--out", BASELINE, success_codes=[0, 1])
 
 
 @nox.session

@@ -32,6 +32,10 @@ class Model(Protocol):
     def parameters(self) -> dict[str, np.ndarray]:
         """Current parameters by ``state_dict`` name, in the case's ``(out, in)`` layout."""
 
+    # Optional: ``layer_outputs() -> list[np.ndarray]``, the hidden layers' outputs (after
+    # their activation) at the current parameters. ``Backend.run`` records them when present,
+    # so a divergence can be traced to the first layer where it appears.
+
 
 class Backend(ABC):
     """Base of every adapter. Subclasses set the class attributes and implement ``build``."""
@@ -106,7 +110,10 @@ class Backend(ABC):
     def run(self, case: Case, inputs: Inputs) -> Trace:
         model = self.build(case, inputs)
         trace = Trace(output=model.forward())
+        layer_outputs = getattr(model, "layer_outputs", None)
         for _ in range(case.steps):
+            if layer_outputs is not None:
+                trace.activations.append(layer_outputs())
             loss, grads = model.train_step()
             trace.losses.append(loss)
             trace.grads.append(grads)

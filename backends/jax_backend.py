@@ -66,6 +66,15 @@ class JaxModel:
     def forward(self) -> np.ndarray:
         return _numpy(self._output(self.params))
 
+    def layer_outputs(self) -> list[np.ndarray]:
+        outputs, a = [], self.x
+        for layer in range(self.n_layers - 1):
+            a = self.hidden(
+                a @ self.params[f"layers.{layer}.weight"].T + self.params[f"layers.{layer}.bias"]
+            )
+            outputs.append(_numpy(a))
+        return outputs
+
     def train_step(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         loss, grads = self.value_and_grad(self.params)
         updates, self.opt_state = self.optimizer.update(grads, self.opt_state, self.params)

@@ -69,6 +69,9 @@ class NumpyModel:
     def forward(self) -> np.ndarray:
         return self._layers()[0][-1]
 
+    def layer_outputs(self) -> list[np.ndarray]:
+        return self._layers()[0][1:-1]
+
     def train_step(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         activations, slopes = self._layers()
         loss, dloss_dout = LOSSES[self.loss_name](activations[-1], self.y, self.loss_args)

@@ -53,6 +53,9 @@ class TensorflowModel:
         self.tf = tf
         keras = tf.keras
         dtype = case.dtype
+        # Keras creates its optimizer variables (learning rate ...) in floatx: float64 cases
+        # need float64 there, lower precisions keep float32 hyper-parameters as torch does.
+        keras.config.set_floatx("float64" if dtype == "float64" else "float32")
         sizes = case.network.sizes
         self.layers = []
         for layer, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes)):
@@ -80,6 +83,13 @@ class TensorflowModel:
 
     def forward(self) -> np.ndarray:
         return _numpy(self._output())
+
+    def layer_outputs(self) -> list[np.ndarray]:
+        outputs, a = [], self.x
+        for dense in self.layers[:-1]:
+            a = self.hidden(dense(a))
+            outputs.append(_numpy(a))
+        return outputs
 
     def train_step(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         with self.tf.GradientTape() as tape:

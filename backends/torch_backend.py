@@ -63,6 +63,14 @@ class TorchModel:
         with self.torch.no_grad():
             return _numpy(self._output())
 
+    def layer_outputs(self) -> list[np.ndarray]:
+        outputs, a = [], self.x
+        with self.torch.no_grad():
+            for layer in list(self.net.layers)[:-1]:
+                a = self.hidden(layer(a))
+                outputs.append(_numpy(a))
+        return outputs
+
     def train_step(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         self.optimizer.zero_grad()
         loss = self.loss_fn(self._output(), self.y)

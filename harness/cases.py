@@ -81,7 +81,8 @@ INIT_SCHEMES: Mapping[str, Mapping[str, float]] = MappingProxyType(
     }
 )
 
-QUANTITIES: tuple[str, ...] = ("output", "loss", "grad", "param", "output_after")
+# In computation order; "activation" rows hold each hidden layer's output, for localization.
+QUANTITIES: tuple[str, ...] = ("activation", "output", "loss", "grad", "param", "output_after")
 
 
 def param_names(sizes: tuple[int, ...]) -> list[str]:

@@ -1,4 +1,4 @@
-"""``crossgrad`` command line: run | validate | backends | check-adapter.
+"""``crossgrad`` command line: run | report | diff | validate | backends | check-adapter.
 
 Exit status (SPEC §3): 0 every comparison agrees, 1 a divergence / failed expect / crash,
 2 bad input or usage, reported in one message without a traceback.
@@ -18,12 +18,18 @@ from harness.cases import Case
 from harness.compare import compare
 from harness.coverage import coverage, coverage_markdown, coverage_text
 from harness.errors import BackendUnavailable, CaseError, CrossgradError, UnknownBackend, UsageError
+from harness.fingerprint import fingerprint
 from harness.known import DEFAULT_PATH as DEFAULT_KNOWN
 from harness.known import apply_known, load_known
 from harness.loader import load_cases
+from harness.merge import merge
 from harness.patterns import matches
+from harness.regression import diff
 from harness.report import exit_status, format_table, summarize, write_report
+from harness.repro import case_sources, failing_pairs, sources_from_reports, write_repro
+from harness.results_io import read_results
 from harness.runner import run
+from harness.triage import assign_causes
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -106,6 +112,31 @@ def _parser() -> argparse.ArgumentParser:
     )
     run_cmd.set_defaults(handler=_run)
 
+    report_cmd = commands.add_parser(
+        "report", help="merge results of separate runs (one per backend) and write the report"
+    )
+    report_cmd.add_argument(
+        "results",
+        nargs="+",
+        metavar="RESULTS",
+        help="results.csv / results.parquet files or report folders",
+    )
+    report_cmd.add_argument(
+        "--out",
+        "-o",
+        default="reports/merged",
+        metavar="DIR",
+        help="report folder (default: reports/merged/)",
+    )
+    report_cmd.set_defaults(handler=_report)
+
+    diff_cmd = commands.add_parser(
+        "diff", help="regression: every change between two results beyond tolerance (exit 1 if any)"
+    )
+    diff_cmd.add_argument("baseline", metavar="BASELINE", help="results file or report folder")
+    diff_cmd.add_argument("current", metavar="CURRENT", help="results file or report folder")
+    diff_cmd.set_defaults(handler=_diff)
+
     validate_cmd = commands.add_parser(
         "validate", help="check case files and print the expanded case count"
     )
@@ -146,10 +177,13 @@ def _run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     raw = run(cases, backends, progress=_progress)
     table, stale = apply_known(compare(raw, cases, args.reference), cases, known)
+    table = assign_causes(table, cases, args.reference)
+    out = Path(args.out)
+    repro = write_repro(failing_pairs(table), case_sources(cases, backends), out)
     summaries = summarize(table)
     knob_coverage = coverage(summaries, cases)
-    write_report(table, Path(args.out), stale, [coverage_markdown(knob_coverage)], summaries)
-    knob_coverage.to_csv(Path(args.out) / "coverage.csv", index=False)
+    write_report(table, out, [fingerprint(cases)], repro, stale, [coverage_markdown(knob_coverage)], summaries)
+    knob_coverage.to_csv(out / "coverage.csv", index=False)
     print(format_table(summaries))
     print(f"\n{coverage_text(knob_coverage)}")
     for entry in stale:
@@ -163,6 +197,35 @@ def _run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return exit_status(table)
+
+
+def _report(args: argparse.Namespace) -> int:
+    inputs = [read_results(Path(p)) for p in args.results]
+    table = merge(inputs)
+    out = Path(args.out)
+    sources = sources_from_reports([r.folder for r in inputs if r.folder is not None])
+    repro = write_repro(failing_pairs(table), sources, out)
+    environments = [env for r in inputs for env in r.environments]
+    summaries = write_report(table, out, environments, repro)
+    print(format_table(summaries))
+    print(
+        f"\nreport: {out / 'summary.md'} ({len(table):,} rows from {len(inputs)} inputs)",
+        file=sys.stderr,
+    )
+    return exit_status(table)
+
+
+def _diff(args: argparse.Namespace) -> int:
+    baseline = read_results(Path(args.baseline))
+    current = read_results(Path(args.current))
+    changes = diff(baseline.table, current.table)
+    for change in changes:
+        print(change)
+    verdict = (
+        f"{len(changes)} unexpected change{'s' * (len(changes) != 1)}" if changes else "no change"
+    )
+    print(f"crossgrad diff: {baseline.path} -> {current.path}: {verdict}", file=sys.stderr)
+    return EXIT_FAILED if changes else EXIT_OK
 
 
 def _select(cases: list[Case], patterns: list[str]) -> list[Case]:

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from harness.cases import Case, Tolerance
+from harness.oracle import add_oracle
 from harness.runner import normalize
 
 DEFAULT_TOLERANCES: dict[str, Tolerance] = {
@@ -41,6 +42,9 @@ RESULT_COLUMNS = [
     "expected",
     "status",
     "detail",
+    "oracle",  # the float64 / 50-digit value of the same computation (harness/oracle.py)
+    "oracle_err",  # |value - oracle|
+    "cause",  # of a divergence: precision, semantic or known (harness/triage.py)
 ]
 FAILING = ("diverged", "crashed", "expect_failed")
 _VALUE_KEYS = ["case", "step", "quantity", "param", "index"]
@@ -66,7 +70,9 @@ def compare(raw: pd.DataFrame, cases: Iterable[Case], reference: str) -> pd.Data
     table = _add_errors(table, {c.name: tolerance_for(c) for c in cases})
     table = _add_expected(table, cases)
     table["status"] = _statuses(table, reference)
-    return _in_order(table, reference, backend_order)[RESULT_COLUMNS]
+    table = add_oracle(table, cases)
+    table["cause"] = np.where(table["status"] == "known", "known", "")
+    return _in_order(table, reference, backend_order, [c.name for c in cases])[RESULT_COLUMNS]
 
 
 def _with_missing_rows(ran: pd.DataFrame, ref_rows: pd.DataFrame) -> pd.DataFrame:
@@ -82,6 +88,9 @@ def _with_missing_rows(ran: pd.DataFrame, ref_rows: pd.DataFrame) -> pd.DataFram
     extra = merged["_merge"] == "left_only"  # recorded by the backend, not by the reference
     missing = merged["_merge"] == "right_only"  # recorded by the reference, not by the backend
     has_reference = merged["case"].isin(ref_rows["case"].unique())
+    # Per-layer activations are optional (Model.layer_outputs): absent is not a divergence.
+    merged = merged.loc[~(missing & (merged["quantity"] == "activation"))]
+    extra, missing = extra[merged.index], missing[merged.index]
     merged.loc[missing, "status"] = "ok"  # compared below: a NaN value never agrees
     merged.loc[missing, "detail"] = "missing: the backend did not record this value"
     merged.loc[extra & has_reference, "detail"] = (
@@ -181,12 +190,14 @@ def _statuses(table: pd.DataFrame, reference: str) -> pd.Series:
     return status
 
 
-def _in_order(table: pd.DataFrame, reference: str, backend_order: list[str]) -> pd.DataFrame:
+def _in_order(
+    table: pd.DataFrame, reference: str, backend_order: list[str], case_order: list[str]
+) -> pd.DataFrame:
     """Cases in load order, reference backend first, rows in the reference's computation order.
 
     Rows the reference lacks (a backend's extra values) follow in the backend's own order.
     """
-    first_seen = {name: i for i, name in enumerate(dict.fromkeys(table["case"]))}
+    first_seen = {name: i for i, name in enumerate(dict.fromkeys([*case_order, *table["case"]]))}
     backends = {name: i for i, name in enumerate(backend_order)}
     ordered = table.assign(
         _case=table["case"].map(first_seen),

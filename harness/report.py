@@ -6,16 +6,25 @@ half-written report.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from harness.fingerprint import markdown as fingerprint_markdown
+from harness.html_report import report_html
+from harness.junit import junit_xml
 from harness.known import KnownDivergence
+from harness.localize import first_divergence, off_oracle
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 # Worst first: the status a case × backend pair gets from its rows.
 SEVERITY = ("crashed", "expect_failed", "diverged", "known", "skipped", "ok")
@@ -33,10 +42,13 @@ class PairSummary:
     mismatched: int
     worst_margin: float  # largest abs_err / tol; above 1 is a divergence
     first_divergence: str
+    cause: str = ""  # precision, semantic or known (harness/triage.py)
+    off_oracle: str = ""  # the side farther from the oracle at the first divergence
 
 
 def summarize(table: pd.DataFrame) -> list[PairSummary]:
     summaries = []
+    reference = str(table["backend"].iloc[0]) if len(table) else ""  # compare puts it first
     for (case, backend), rows in table.groupby(["case", "backend"], sort=False):
         statuses = set(rows["status"])
         status = next(s for s in SEVERITY if s in statuses) if statuses else "ok"
@@ -44,7 +56,8 @@ def summarize(table: pd.DataFrame) -> list[PairSummary]:
         with np.errstate(invalid="ignore", divide="ignore"):
             margins = (compared["abs_err"] / compared["tol"]).to_numpy(dtype=np.float64)
         margins = np.where(compared["abs_err"].to_numpy() == 0, 0.0, margins)
-        bad = rows[rows["status"].isin(("diverged", "expect_failed", "crashed", "known"))]
+        first = first_divergence(rows)
+        causes = [c for c in rows["cause"].fillna("") if c] if "cause" in rows else []
         summaries.append(
             PairSummary(
                 case=str(case),
@@ -56,7 +69,11 @@ def summarize(table: pd.DataFrame) -> list[PairSummary]:
                 worst_margin=float(np.nanmax(margins))
                 if len(margins) and not np.all(np.isnan(margins))
                 else float("nan"),
-                first_divergence=describe_row(bad.iloc[0]) if len(bad) else _skip_reason(rows),
+                first_divergence=describe_row(first) if first is not None else _skip_reason(rows),
+                cause=causes[0] if causes else "",
+                off_oracle=off_oracle(first, reference)
+                if first is not None and first["status"] == "diverged"
+                else "",
             )
         )
     return summaries
@@ -91,9 +108,16 @@ def exit_status(table: pd.DataFrame) -> int:
 
 def format_table(summaries: list[PairSummary]) -> str:
     """The short plain-text table ``crossgrad run`` prints."""
-    header = ("case", "backend", "status", "worst err/tol", "first divergence")
+    header = ("case", "backend", "status", "cause", "worst err/tol", "first divergence")
     lines = [
-        (s.case, s.backend, s.status, _margin(s.worst_margin), _shorten(s.first_divergence, 90))
+        (
+            s.case,
+            s.backend,
+            s.status,
+            s.cause,
+            _margin(s.worst_margin),
+            _shorten(s.first_divergence, 90),
+        )
         for s in summaries
     ]
     widths = [max(len(str(row[i])) for row in [header, *lines]) for i in range(len(header))]
@@ -149,8 +173,8 @@ def summary_markdown(
         f"**{verdict}** — {table['case'].nunique()} cases × {table['backend'].nunique()} backends: "
         + ", ".join(f"{counts[s]} {s}" for s in SEVERITY if s in counts),
         "",
-        "| case | backend | version | status | mismatched | worst err/tol | first divergence |",
-        "|---|---|---|---|---|---|---|",
+        "| case | backend | version | status | mismatched | worst err/tol | first divergence | cause | off the oracle |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for s in summaries:
         mismatch = f"{s.mismatched} / {s.compared}" if s.compared else "-"
@@ -162,6 +186,8 @@ def summary_markdown(
             mismatch,
             _margin(s.worst_margin),
             s.first_divergence,
+            s.cause,
+            s.off_oracle,
         )
         lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
     if stale:
@@ -176,6 +202,9 @@ def summary_markdown(
     lines += [
         "",
         "worst err/tol: the largest |value − reference| / (atol + rtol·|reference|) of the pair; above 1 is a divergence.",
+        "first divergence: the first failing value in computation order (activations layer by layer, output, loss, gradients from the last layer back, parameters).",
+        "cause: `precision` (the float64 control run agrees), `semantic` (it diverges too), `known` (registry).",
+        "off the oracle: the side farther from the float64/50-digit oracle at the first divergence.",
         "",
     ]
     lines += [section for section in sections if section]
@@ -185,31 +214,50 @@ def summary_markdown(
 def write_report(
     table: pd.DataFrame,
     out: Path,
+    environments: list[dict[str, Any]] | None = None,
+    repro: list[str] | None = None,
     stale: Sequence[KnownDivergence] = (),
     sections: Sequence[str] = (),
     summaries: list[PairSummary] | None = None,
 ) -> list[PairSummary]:
     """Write every report file into ``out`` atomically; return the per-pair summaries.
 
-    ``sections`` are extra Markdown blocks (coverage, ...) appended to summary.md.
+    ``environments`` are the fingerprints of the runs behind the table (several when
+    merged); ``repro`` the one-line commands that reproduce each failing pair; ``stale``
+    the known divergences that matched nothing; ``sections`` extra Markdown blocks
+    (coverage, ...) for summary.md.
     """
     out.mkdir(parents=True, exist_ok=True)
     summaries = summarize(table) if summaries is None else summaries
+    environments = environments or []
+    markdown = summary_markdown(table, summaries, stale, [known_markdown(table), *sections])
+    markdown += extra_sections(environments, repro or [])
     _atomic(out / "results.csv", lambda p: table.to_csv(p, index=False, float_format="%.17g"))
     _atomic(out / "results.parquet", lambda p: table.to_parquet(p, index=False))
-    _atomic(
-        out / "summary.md",
-        lambda p: Path(p).write_text(
-            summary_markdown(table, summaries, stale, [known_markdown(table), *sections]),
-            encoding="utf-8",
-        ),
-    )
+    _atomic(out / "summary.md", lambda p: Path(p).write_text(markdown, encoding="utf-8"))
+    _write_text(out / "environment.json", json.dumps(environments, indent=1) + "\n")
+    _write_text(out / "junit.xml", junit_xml(summaries, environments[0] if environments else None))
+    _write_text(out / "report.html", report_html(table, summaries, markdown))
     return summaries
+
+
+def extra_sections(environments: list[dict[str, Any]], repro: list[str]) -> str:
+    """The Reproduce and Environment sections that follow the summary table."""
+    lines = []
+    if repro:
+        lines += ["## Reproduce", "", "Each failing pair alone (its case file is in `repro/`):"]
+        lines += ["", "```sh", *repro, "```", ""]
+    return "\n".join([*lines, *fingerprint_markdown(environments)])
+
+
+def _write_text(path: Path, text: str) -> None:
+    _atomic(path, lambda p: Path(p).write_text(text, encoding="utf-8"))
 
 
 def _atomic(path: Path, write: Callable[[str], object]) -> None:
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(handle)
+    os.chmod(temporary, 0o666 & ~_UMASK)  # mkstemp's 0600 would hide the report from CI readers
     try:
         write(temporary)
         os.replace(temporary, path)

@@ -18,16 +18,25 @@ class Trace:
     grads: list[dict[str, np.ndarray]] = field(default_factory=list)  # per step, per param
     params: list[dict[str, np.ndarray]] = field(default_factory=list)  # after each step's update
     output_after: np.ndarray | None = None  # forward pass after the last update
+    # Per step, the hidden layers' outputs before that step's update (optional: an adapter
+    # without ``Model.layer_outputs`` records none); used to localize a divergence by layer.
+    activations: list[list[np.ndarray]] = field(default_factory=list)
 
     def rows(self) -> dict[str, np.ndarray]:
         """Columns ``step, quantity, param, index, value`` (value as exact float64)."""
-        pieces: list[tuple[int, str, str, np.ndarray]] = [(0, "output", "", self.output)]
+        pieces: list[tuple[int, str, str, np.ndarray]] = []
         for step, (loss, grads, params) in enumerate(
             zip(self.losses, self.grads, self.params, strict=True)
         ):
+            hidden = self.activations[step] if step < len(self.activations) else []
+            pieces += [(step, "activation", f"layers.{k}", a) for k, a in enumerate(hidden)]
+            if step == 0:
+                pieces.append((0, "output", "", self.output))
             pieces.append((step, "loss", "", loss))
             pieces += [(step, "grad", name, value) for name, value in grads.items()]
             pieces += [(step, "param", name, value) for name, value in params.items()]
+        if not self.losses:
+            pieces.append((0, "output", "", self.output))
         if self.output_after is not None:
             pieces.append((max(len(self.losses) - 1, 0), "output_after", "", self.output_after))
         values = [_as_float64(array) for _, _, _, array in pieces]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from backends.base import Model
@@ -42,4 +43,38 @@ class CrashingBackend(NumpyBackend):
             raise RuntimeError("simulated framework failure in backward()")
 
         model.train_step = crash  # type: ignore[method-assign]
+        return model
+
+
+class HalfPrecisionBackend(NumpyBackend):
+    """The reference, except that float32 cases silently compute in float16.
+
+    Its float64 control run is exact, so its divergences are of the ``precision`` kind.
+    """
+
+    name = "half_precision"
+
+    def build(self, case: Case, inputs: Inputs) -> Model:
+        if case.dtype == "float32":
+            case = dataclasses.replace(case, dtype="float16")
+        return NumpyModel(case, inputs)
+
+
+WRONG_LAYER_FACTOR = 1.001
+
+
+class WrongHiddenActivationBackend(NumpyBackend):
+    """The reference, except that every hidden layer's output is 0.1% too large."""
+
+    name = "wrong_hidden"
+
+    def build(self, case: Case, inputs: Inputs) -> Model:
+        model = NumpyModel(case, inputs)
+        hidden = model.hidden
+
+        def too_large(z: Any) -> Any:
+            value, slope = hidden(z)
+            return value * WRONG_LAYER_FACTOR, slope
+
+        model.hidden = too_large
         return model

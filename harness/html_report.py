@@ -1,0 +1,146 @@
+"""report.html: one self-contained page with plotly figures (plotly.js inlined once).
+
+Per case, a backend × quantity heatmap of the worst log10(err/tol), and for multi-step
+cases the worst err/tol of each backend over the steps. The page works offline: nothing
+is fetched when it opens.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from harness.localize import STAGES
+
+if TYPE_CHECKING:
+    from harness.report import PairSummary
+
+COMPARED = ("ok", "diverged", "known", "expect_failed")
+
+
+def margins(table: pd.DataFrame) -> pd.DataFrame:
+    """Compared rows with ``margin`` = abs_err / tol (0 where the values are equal)."""
+    rows = table[table["status"].isin(COMPARED)].copy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        margin = rows["abs_err"].to_numpy(dtype=np.float64) / rows["tol"].to_numpy(dtype=np.float64)
+    rows["margin"] = np.where(rows["abs_err"].to_numpy(dtype=np.float64) == 0, 0.0, margin)
+    return rows
+
+
+def heatmap(rows: pd.DataFrame, case: str) -> Any:
+    import plotly.graph_objects as go
+
+    worst = rows.groupby(["backend", "quantity"], sort=False)["margin"].max().unstack()
+    quantities = [q for q in STAGES if q in worst.columns]
+    worst = worst[quantities]
+    with np.errstate(divide="ignore"):
+        z = np.log10(np.maximum(worst.to_numpy(dtype=np.float64), 1e-6))
+    figure = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=quantities,
+            y=list(worst.index),
+            zmin=-6,
+            zmax=2,
+            colorscale="RdYlGn_r",
+            colorbar={"title": "log10 err/tol"},
+            text=[[f"{v:.3g}" for v in row] for row in worst.to_numpy(dtype=np.float64)],
+            texttemplate="%{text}",
+            hovertemplate="%{y} %{x}: worst err/tol %{text}<extra></extra>",
+        )
+    )
+    figure.update_layout(
+        title=f"{case}: worst err/tol per backend and quantity (above 1 diverges)",
+        height=160 + 40 * len(worst),
+    )
+    return figure
+
+
+def steps_plot(rows: pd.DataFrame, case: str) -> Any:
+    import plotly.graph_objects as go
+
+    figure = go.Figure()
+    per_step = rows.dropna(subset=["step"]).groupby(["backend", "step"], sort=False)["margin"].max()
+    for backend, series in per_step.groupby(level=0, sort=False):
+        steps = series.index.get_level_values("step").astype(int)
+        figure.add_trace(
+            go.Scatter(
+                x=list(steps),
+                y=list(np.maximum(series.to_numpy(), 1e-12)),
+                mode="lines+markers",
+                name=str(backend),
+            )
+        )
+    figure.add_hline(y=1.0, line_dash="dash", annotation_text="tolerance")
+    figure.update_layout(
+        title=f"{case}: worst err/tol over steps",
+        xaxis_title="step",
+        xaxis_dtick=1,
+        yaxis_title="worst err/tol",
+        yaxis_type="log",
+        height=360,
+    )
+    return figure
+
+
+def report_html(table: pd.DataFrame, summaries: list[PairSummary], summary_md: str) -> str:
+    """The whole page as one string."""
+    import plotly.io as pio
+
+    rows = margins(table)
+    reference = str(table["backend"].iloc[0]) if len(table) else ""  # compare puts it first
+    figures = []
+    for case, case_rows in rows.groupby("case", sort=False):
+        figures.append(heatmap(case_rows, str(case)))
+        others = case_rows[case_rows["backend"] != reference]  # the reference is 0 by definition
+        if case_rows["step"].nunique() > 1 and len(others):
+            figures.append(steps_plot(others, str(case)))
+    parts = [
+        pio.to_html(figure, full_html=False, include_plotlyjs=(i == 0), div_id=f"figure-{i}")
+        for i, figure in enumerate(figures)
+    ]
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        "<title>crossgrad report</title>"
+        "<style>body{font-family:sans-serif;margin:2em} table{border-collapse:collapse}"
+        " td,th{border:1px solid #ccc;padding:2px 6px;font-size:13px} pre{white-space:pre-wrap}</style>"
+        "</head><body>\n<h1>crossgrad report</h1>\n"
+        + _pair_table(summaries)
+        + "\n<h2>Plots</h2>\n"
+        + "\n".join(f'<div class="figure">{part}</div>' for part in parts)
+        + "\n<h2>summary.md</h2>\n<pre>"
+        + html.escape(summary_md)
+        + "</pre>\n</body></html>\n"
+    )
+
+
+def _pair_table(summaries: list[PairSummary]) -> str:
+    header = (
+        "case",
+        "backend",
+        "status",
+        "worst err/tol",
+        "first divergence",
+        "cause",
+        "off the oracle",
+    )
+    lines = ["<table><tr>" + "".join(f"<th>{h}</th>" for h in header) + "</tr>"]
+    for s in summaries:
+        cells = (
+            s.case,
+            s.backend,
+            s.status,
+            f"{s.worst_margin:.3g}",
+            s.first_divergence,
+            s.cause,
+            s.off_oracle,
+        )
+        lines.append(
+            f'<tr class="{html.escape(s.status)}">'
+            + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells)
+            + "</tr>"
+        )
+    return "\n".join([*lines, "</table>"])

@@ -1,0 +1,70 @@
+"""The accuracy oracle: float64 and 50-digit values agree, and the reference's gradients
+match central finite differences, on every case in cases/."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import CASES, run_and_compare
+
+from harness import oracle, oracle_mp
+from harness.inputs import make_inputs
+from harness.loader import load_cases
+
+ALL_CASES = load_cases([CASES])
+IDS = [case.name for case in ALL_CASES]
+FD_MAX_PARAMS = 2_000
+
+
+@pytest.mark.parametrize("case", ALL_CASES, ids=IDS)
+def test_the_float64_oracle_agrees_with_50_digit_arithmetic(case):
+    inputs = make_inputs(case)
+    if not oracle_mp.feasible(case, inputs.x.shape[0]):
+        pytest.skip("too large for the 50-digit oracle (oracle_mp.MAX_WORK): float64 only")
+    exact = oracle_mp.first_step(case, inputs)
+    assert exact is not None
+    exact_frame = pd.DataFrame(exact, columns=["step", "quantity", "param", "index", "exact"])
+    float64 = pd.DataFrame(oracle.NumpyBackend().run(oracle.control_case(case), inputs).rows())
+    both = float64.merge(exact_frame, on=["step", "quantity", "param", "index"])
+    assert len(both) == len(exact_frame)  # every 50-digit value has its float64 counterpart
+    assert set(both["quantity"]) >= {"output", "loss", "grad"}
+    np.testing.assert_allclose(both["value"], both["exact"], rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("case", ALL_CASES, ids=IDS)
+def test_reference_gradients_match_central_finite_differences(case):
+    if sum(p.size for p in make_inputs(case).params.values()) > FD_MAX_PARAMS:
+        pytest.skip(f"more than {FD_MAX_PARAMS} parameters: two forward passes each is slow")
+    # Central differences in float64 are good to about h² + eps/h ≈ 1e-10 relative with
+    # h = 1e-6; 1e-6 leaves room for curvature and is still far below any real bug.
+    assert oracle.finite_difference_error(case, make_inputs(case)) < 1e-6
+
+
+def test_finite_differences_catch_a_wrong_gradient(monkeypatch):
+    """The check can fail: a reference whose bias gradient is 0.1% off is caught."""
+    from backends import numpy_manual
+
+    (case,) = load_cases([CASES / "seed.yaml"])
+    original = numpy_manual.NumpyModel.train_step
+
+    def wrong(self):
+        loss, grads = original(self)
+        grads["layers.1.bias"] = grads["layers.1.bias"] * 1.001
+        return loss, grads
+
+    monkeypatch.setattr(numpy_manual.NumpyModel, "train_step", wrong)
+    assert oracle.finite_difference_error(case, make_inputs(case)) > 1e-4
+
+
+def test_every_row_carries_its_oracle_value_and_error():
+    cases = load_cases([CASES / "mlp-nonsquare.yaml"])
+    table = run_and_compare(cases, ["numpy"])
+    assert table["oracle"].notna().all()
+    np.testing.assert_array_equal(table["oracle_err"], (table["value"] - table["oracle"]).abs())
+    float64 = table[table["dtype"] == "float64"]
+    float32 = table[table["dtype"] == "float32"]
+    # The float64 reference is the oracle up to rounding; float32 is visibly farther off.
+    assert (float64["oracle_err"] <= 1e-12 * (1 + float64["oracle"].abs())).all()
+    assert float32["oracle_err"].max() > 1e-9
+    assert float32["oracle_err"].max() < 1e-4

@@ -1,0 +1,57 @@
+"""The hand-written reference checked against central finite differences in float64."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from backends.reference_math import ACTIVATIONS, LOSSES
+from harness.cases import LOSSES as LOSS_DEFAULTS
+
+STEP = 1e-6
+# Points away from the kinks of relu, leaky_relu and elu, where a finite difference straddles two slopes.
+POINTS = np.array([-3.1, -0.7, -0.05, 0.03, 0.4, 1.7, 4.2])
+
+
+def central_difference(f, x: np.ndarray) -> np.ndarray:
+    return (f(x + STEP) - f(x - STEP)) / (2 * STEP)
+
+
+@pytest.mark.parametrize("name", list(ACTIVATIONS))
+def test_activation_derivative_matches_finite_difference(name):
+    activation = ACTIVATIONS[name]
+    _, derivative = activation(POINTS)
+    numeric = central_difference(lambda z: activation(z)[0], POINTS)
+    np.testing.assert_allclose(derivative, numeric, rtol=1e-7, atol=1e-9)
+
+
+def test_kinks_use_pytorchs_derivative():
+    zero = np.zeros(1)
+    assert ACTIVATIONS["relu"](zero)[1][0] == 0.0
+    assert ACTIVATIONS["leaky_relu"](zero)[1][0] == 0.01
+
+
+def _loss_inputs(name: str) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    if name == "bce":
+        return rng.uniform(0.1, 0.9, (3, 2)), rng.uniform(0, 1, (3, 2))
+    if name == "cross_entropy":
+        targets = rng.uniform(0, 1, (3, 4))
+        return rng.normal(size=(3, 4)), targets / targets.sum(axis=1, keepdims=True)
+    return rng.normal(size=(3, 2)), rng.normal(size=(3, 2))
+
+
+@pytest.mark.parametrize("name", list(LOSSES))
+def test_loss_gradient_matches_finite_difference(name):
+    output, target = _loss_inputs(name)
+    args = {"delta": 0.5} if name == "huber" else dict(LOSS_DEFAULTS[name])
+    _, gradient = LOSSES[name](output, target, args)
+    numeric = np.zeros_like(output)
+    for index in np.ndindex(output.shape):
+        bump = np.zeros_like(output)
+        bump[index] = STEP
+        numeric[index] = (
+            LOSSES[name](output + bump, target, args)[0]
+            - LOSSES[name](output - bump, target, args)[0]
+        ) / (2 * STEP)
+    np.testing.assert_allclose(gradient, numeric, rtol=1e-6, atol=1e-9)

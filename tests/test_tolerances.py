@@ -1,0 +1,68 @@
+"""The default tolerances catch a one-part-in-10^4 gradient error and raise no false alarm.
+
+The false-alarm half is the library run (test_library.py: torch and jax agree with the
+reference on every case). Here an error of 1e-4 relative is injected into the first-step
+gradient of each parameter of each float32 case, one parameter at a time, and must be
+flagged at that parameter.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import CASES
+
+from harness.compare import compare, tolerance_for
+from harness.loader import load_cases
+from harness.runner import run
+
+INJECTED = 1e-4
+FLOAT32_CASES = [case for case in load_cases([CASES]) if case.dtype == "float32"]
+
+
+def detection_floor(rtol: float, atol: float) -> float:
+    """Smallest |gradient| whose 1e-4 relative change exceeds atol + rtol·|gradient|."""
+    return atol / (INJECTED - rtol)
+
+
+@pytest.mark.parametrize("case", FLOAT32_CASES, ids=[c.name for c in FLOAT32_CASES])
+def test_a_1e4_gradient_error_is_flagged_at_that_parameter(case):
+    reference = run([case], ["numpy"])
+    tolerance = tolerance_for(case)
+    grads = reference[(reference["quantity"] == "grad") & (reference["step"] == 0)]
+    largest = grads.groupby("param")["value"].apply(lambda v: v.abs().max())
+    detectable = largest[largest >= detection_floor(tolerance.rtol, tolerance.atol)].index
+    injected = []
+    for param in detectable:
+        rows = (
+            (reference["quantity"] == "grad")
+            & (reference["step"] == 0)
+            & (reference["param"] == param)
+        )
+        values = np.where(rows, reference["value"] * (1 + INJECTED), reference["value"])
+        injected.append(reference.assign(backend=f"inject:{param}", value=values))
+    if not injected:
+        pytest.skip(f"every gradient of {case.name} is below the detection floor")
+    table = compare(pd.concat([reference, *injected], ignore_index=True), [case], "numpy")
+    for param in detectable:
+        flagged = table[(table["backend"] == f"inject:{param}") & (table["status"] == "diverged")]
+        assert not flagged.empty, f"{case.name}: 1e-4 error in grad {param} not flagged"
+        first = flagged.iloc[0]
+        assert (first["step"], first["quantity"], first["param"]) == (0, "grad", param)
+
+
+def test_most_float32_gradients_are_above_the_detection_floor():
+    """The floor excludes only gradients that are tiny by design (saturated, cancelling)."""
+    table = run(FLOAT32_CASES, ["numpy"])
+    grads = table[(table["quantity"] == "grad") & (table["step"] == 0)]
+    largest = grads.groupby(["case", "param"])["value"].apply(lambda v: v.abs().max())
+    floors = {
+        c.name: detection_floor(tolerance_for(c).rtol, tolerance_for(c).atol) for c in FLOAT32_CASES
+    }
+    below = largest[largest < largest.index.get_level_values("case").map(floors)]
+    assert len(below) / len(largest) < 0.05, below.to_string()
+    assert set(below.index.get_level_values("case")) <= {
+        "edge-bce-moderate[dtype=float32]",
+        "edge-sigmoid-saturated[dtype=float32]",
+    }

@@ -182,7 +182,15 @@ def _run(args: argparse.Namespace) -> int:
     repro = write_repro(failing_pairs(table), case_sources(cases, backends), out)
     summaries = summarize(table)
     knob_coverage = coverage(summaries, cases)
-    write_report(table, out, [fingerprint(cases)], repro, stale, [coverage_markdown(knob_coverage)], summaries)
+    write_report(
+        table,
+        out,
+        [fingerprint(cases)],
+        repro,
+        stale,
+        [coverage_markdown(knob_coverage)],
+        summaries,
+    )
     knob_coverage.to_csv(out / "coverage.csv", index=False)
     print(format_table(summaries))
     print(f"\n{coverage_text(knob_coverage)}")

@@ -1,4 +1,5 @@
-"""nox sessions: one per backend (each in its own virtualenv), report, regression, tests, lint."""
+"""nox sessions: one per backend (each in its own virtualenv), the Keras plugin, report,
+regression, tests, lint."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ BACKENDS = ["numpy", "torch", "jax", "tensorflow"]
 EXTRAS = {"numpy": "", "torch": "[torch]", "jax": "[jax]", "tensorflow": "[tensorflow]"}
 BASELINE = "reports/baseline"
 
-nox.options.sessions = ["run", "tests", "lint"]
+nox.options.sessions = ["run", "keras_torch", "tests", "lint"]
+KERAS_PLUGIN = "plugins/crossgrad-keras"
 nox.options.reuse_existing_virtualenvs = True
 
 
@@ -52,9 +54,19 @@ def baseline(session: nox.Session) -> None:
 
 
 @nox.session
+def keras_torch(session: nox.Session) -> None:
+    """The crossgrad-keras plugin: its own suite (the conformance battery), then cases/ on it."""
+    session.install("-c", "constraints.txt", ".[test]", f"./{KERAS_PLUGIN}")
+    with session.chdir(KERAS_PLUGIN):
+        session.run("pytest", *session.posargs)
+    session.run("crossgrad", "run", "--backend", "keras_torch", "--out", "reports/keras_torch")
+
+
+@nox.session
 def tests(session: nox.Session) -> None:
     """Run the test suite with every backend installed."""
     _install(session, "[all,test]")
+    session.install("-c", "constraints.txt", "-e", KERAS_PLUGIN)
     session.run("pytest", *session.posargs)
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from harness import conformance, determinism, registry
 from harness.cases import Case
 from harness.compare import compare
-from harness.coverage import coverage, coverage_markdown, coverage_text
+from harness.coverage import coverage, coverage_markdown, coverage_text, merge_coverage
 from harness.errors import BackendUnavailable, CaseError, CrossgradError, UnknownBackend, UsageError
 from harness.fingerprint import fingerprint
 from harness.known import DEFAULT_PATH as DEFAULT_KNOWN
@@ -257,7 +257,13 @@ def _report(args: argparse.Namespace) -> int:
     sources = sources_from_reports([r.folder for r in inputs if r.folder is not None])
     repro = write_repro(failing_pairs(table), sources, out)
     environments = [env for r in inputs for env in r.environments]
-    summaries = write_report(table, out, environments, repro)
+    folders = [r.folder for r in inputs if r.folder is not None]
+    knob_coverage = merge_coverage(folders, list(dict.fromkeys(table["backend"])))
+    summaries = write_report(
+        table, out, environments, repro, sections=[coverage_markdown(knob_coverage)]
+    )
+    if not knob_coverage.empty:
+        knob_coverage.to_csv(out / "coverage.csv", index=False)
     print(format_table(summaries))
     print(
         f"\nreport: {out / 'summary.md'} ({len(table):,} rows from {len(inputs)} inputs)",

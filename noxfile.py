@@ -1,4 +1,5 @@
-"""nox sessions: one per backend (each in its own virtualenv), report, regression, tests, lint."""
+"""nox sessions: one per backend (each in its own virtualenv), the Keras plugin, report,
+regression, tests, lint."""
 
 from __future__ import annotations
 
@@ -9,7 +10,15 @@ BACKENDS = ["numpy", "torch", "jax", "tensorflow"]
 EXTRAS = {"numpy": "", "torch": "[torch]", "jax": "[jax]", "tensorflow": "[tensorflow]"}
 BASELINE = "reports/baseline"
 
-nox.options.sessions = ["run", "tests", "lint"]
+
+def _baseline_cases() -> list[str]:
+    """The case files the baseline covers, listed in reports/baseline/CASES."""
+    with open(f"{BASELINE}/CASES", encoding="utf-8") as listing:
+        return [line.strip() for line in listing if line.strip() and not line.startswith("#")]
+
+
+nox.options.sessions = ["run", "keras_torch", "tests", "lint"]
+KERAS_PLUGIN = "plugins/crossgrad-keras"
 nox.options.reuse_existing_virtualenvs = True
 
 
@@ -37,9 +46,18 @@ def report(session: nox.Session) -> None:
 
 @nox.session
 def regression(session: nox.Session) -> None:
-    """Run every case on every backend and diff against the committed baseline."""
+    """Run the baseline's cases (reports/baseline/CASES) on the built-ins; diff with the baseline."""
     _install(session, "[all]")
-    session.run("crossgrad", "run", "--out", "reports/latest", success_codes=[0, 1])
+    session.run(
+        "crossgrad",
+        "run",
+        *_baseline_cases(),
+        "--backend",
+        ",".join(BACKENDS),
+        "--out",
+        "reports/latest",
+        success_codes=[0, 1],
+    )
     session.run("crossgrad", "diff", BASELINE, "reports/latest")
 
 
@@ -48,13 +66,32 @@ def baseline(session: nox.Session) -> None:
     """Deliberately refresh reports/baseline/ from a fresh run; review and commit the diff."""
     _install(session, "[all]")
     # The baseline records what the code does now, divergences included.
-    session.run("crossgrad", "run", "--out", BASELINE, success_codes=[0, 1])
+    session.run(
+        "crossgrad",
+        "run",
+        *_baseline_cases(),
+        "--backend",
+        ",".join(BACKENDS),
+        "--out",
+        BASELINE,
+        success_codes=[0, 1],
+    )
+
+
+@nox.session
+def keras_torch(session: nox.Session) -> None:
+    """The crossgrad-keras plugin: its own suite (the conformance battery), then cases/ on it."""
+    session.install("-c", "constraints.txt", ".[test]", f"./{KERAS_PLUGIN}")
+    with session.chdir(KERAS_PLUGIN):
+        session.run("pytest", *session.posargs)
+    session.run("crossgrad", "run", "--backend", "keras_torch", "--out", "reports/keras_torch")
 
 
 @nox.session
 def tests(session: nox.Session) -> None:
     """Run the test suite with every backend installed."""
     _install(session, "[all,test]")
+    session.install("-c", "constraints.txt", "-e", KERAS_PLUGIN)
     session.run("pytest", *session.posargs)
 
 

@@ -15,7 +15,7 @@ from typing import ClassVar, Protocol
 
 import numpy as np
 
-from harness.cases import Case
+from harness.cases import ACTIVATIONS, DTYPES, LOSSES, OPTIMIZERS, Case
 from harness.inputs import Inputs
 from harness.trace import Trace
 
@@ -48,6 +48,12 @@ class Backend(ABC):
     # Distribution whose version is reported (and what ``pip install crossgrad[extra]`` adds).
     distribution: ClassVar[str] = ""
     extra: ClassVar[str] = ""
+    # Capabilities: what the adapter can express. A case outside them is skipped with the
+    # reason instead of crashing; `crossgrad check-adapter` tests every one declared here.
+    activations: ClassVar[tuple[str, ...]] = ACTIVATIONS
+    losses: ClassVar[tuple[str, ...]] = tuple(LOSSES)
+    optimizers: ClassVar[tuple[str, ...]] = tuple(OPTIMIZERS)
+    dtypes: ClassVar[tuple[str, ...]] = DTYPES
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
@@ -73,7 +79,30 @@ class Backend(ABC):
             return "unknown"
 
     def unsupported_reason(self, case: Case) -> str | None:
-        """Why this adapter cannot express ``case`` faithfully (reported as skipped), or None."""
+        """Why this adapter cannot express ``case`` faithfully (reported as skipped), or None.
+
+        Overrides add their own reasons and should return ``super().unsupported_reason(case)``
+        otherwise, so the declared capabilities keep applying.
+        """
+        return self.capability_reason(case)
+
+    @classmethod
+    def capability_reason(cls, case: Case) -> str | None:
+        """Which part of ``case`` lies outside the declared capabilities, or None."""
+        network = case.network
+        wanted = [
+            ("activation", network.activation, cls.activations),
+            ("activation", network.output_activation, cls.activations),
+            ("loss", case.loss.name, cls.losses),
+            ("optimizer", case.optimizer.name, cls.optimizers),
+            ("dtype", case.dtype, cls.dtypes),
+        ]
+        for kind, value, supported in wanted:
+            if value not in supported:
+                return (
+                    f"{cls.name} does not support {kind} {value!r} "
+                    f"(supported: {', '.join(supported)})"
+                )
         return None
 
     @abstractmethod

@@ -37,7 +37,7 @@ class JaxBackend(Backend):
     def unsupported_reason(self, case: Case) -> str | None:
         if case.optimizer.name == "sgd" and case.optimizer.args["dampening"]:
             return "optax.sgd has no dampening argument"
-        return None
+        return super().unsupported_reason(case)
 
     def build(self, case: Case, inputs: Inputs) -> Model:
         from backends.jax_jit import JaxJitModel

@@ -28,7 +28,7 @@ class NumpyBackend(Backend):
     def unsupported_reason(self, case: Case) -> str | None:
         if case.dtype == "bfloat16" and not _has_ml_dtypes():
             return "bfloat16 needs the ml_dtypes package (pip install ml_dtypes)"
-        return None
+        return super().unsupported_reason(case)
 
     def build(self, case: Case, inputs: Inputs) -> Model:
         return NumpyModel(case, inputs)

@@ -50,7 +50,7 @@ class TensorflowBackend(Backend):
     def unsupported_reason(self, case: Case) -> str | None:
         if case.optimizer.name == "sgd" and case.optimizer.args["dampening"]:
             return "tf.keras.optimizers.SGD has no dampening argument"
-        return None
+        return super().unsupported_reason(case)
 
     def build(self, case: Case, inputs: Inputs) -> Model:
         from backends.tensorflow_function import TensorflowFunctionModel

@@ -1,4 +1,4 @@
-"""``crossgrad`` command line: run | report | diff | validate | backends.
+"""``crossgrad`` command line: run | report | diff | validate | backends | check-adapter.
 
 Exit status (SPEC §3): 0 every comparison agrees, 1 a divergence / failed expect / crash,
 2 bad input or usage, reported in one message without a traceback.
@@ -9,13 +9,14 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from harness import determinism, registry
+from harness import conformance, determinism, registry
 from harness.cases import Case
 from harness.compare import compare
-from harness.coverage import coverage, coverage_markdown, coverage_text
+from harness.coverage import coverage, coverage_markdown, coverage_text, merge_coverage
 from harness.errors import BackendUnavailable, CaseError, CrossgradError, UnknownBackend, UsageError
 from harness.fingerprint import fingerprint
 from harness.known import DEFAULT_PATH as DEFAULT_KNOWN
@@ -38,6 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     determinism.apply_environment()
+    warnings.formatwarning = _plain_warning
     try:
         return int(args.handler(args))
     except CaseError as exc:
@@ -52,6 +54,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("crossgrad: interrupted", file=sys.stderr)
         return 130
+
+
+def _plain_warning(message: Warning | str, *_: object, **__: object) -> str:
+    """A warning (such as a plugin that failed to load) as one line, without source lines."""
+    return f"crossgrad: warning: {message}\n"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -169,6 +176,22 @@ def _parser() -> argparse.ArgumentParser:
         "backends", help="list adapters: available or why not, and versions"
     )
     backends_cmd.set_defaults(handler=_backends)
+
+    check_cmd = commands.add_parser(
+        "check-adapter", help="run an adapter through the conformance battery"
+    )
+    check_cmd.add_argument("name", metavar="NAME", help="the adapter's backend name")
+    check_cmd.add_argument("--reference", default="numpy", metavar="NAME")
+    check_cmd.add_argument(
+        "--check", "-k", action="append", default=[], metavar="GLOB", help="only these checks"
+    )
+    check_cmd.add_argument(
+        "--known",
+        default=str(DEFAULT_KNOWN),
+        metavar="FILE",
+        help="triaged divergences reported as 'known' (default: cases/known_divergences.yaml; 'none' to disable)",
+    )
+    check_cmd.set_defaults(handler=_check_adapter)
     return parser
 
 
@@ -239,7 +262,13 @@ def _report(args: argparse.Namespace) -> int:
     sources = sources_from_reports([r.folder for r in inputs if r.folder is not None])
     repro = write_repro(failing_pairs(table), sources, out)
     environments = [env for r in inputs for env in r.environments]
-    summaries = write_report(table, out, environments, repro)
+    folders = [r.folder for r in inputs if r.folder is not None]
+    knob_coverage = merge_coverage(folders, list(dict.fromkeys(table["backend"])))
+    summaries = write_report(
+        table, out, environments, repro, sections=[coverage_markdown(knob_coverage)]
+    )
+    if not knob_coverage.empty:
+        knob_coverage.to_csv(out / "coverage.csv", index=False)
     print(format_table(summaries))
     print(
         f"\nreport: {out / 'summary.md'} ({len(table):,} rows from {len(inputs)} inputs)",
@@ -302,6 +331,15 @@ def _validate(args: argparse.Namespace) -> int:
     files = len({c.source.rpartition(":")[0] for c in cases})
     print(f"{len(cases)} cases in {files} file{'s' * (files != 1)} (matrices expanded): OK")
     return EXIT_OK
+
+
+def _check_adapter(args: argparse.Namespace) -> int:
+    known = [] if args.known == "none" else load_known(Path(args.known))
+    results, table = conformance.check_adapter(args.name, args.reference, args.check, known)
+    if not results:
+        raise UsageError(f"no conformance check matches --check {' '.join(args.check)}")
+    print(table)
+    return EXIT_FAILED if any(r.failed for r in results) else EXIT_OK
 
 
 def _backends(args: argparse.Namespace) -> int:

@@ -7,6 +7,7 @@ status, so a glance shows that, say, rmsprop ran on tensorflow and was ``known``
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 
 import pandas as pd
 
@@ -107,3 +108,23 @@ def coverage_text(table: pd.DataFrame) -> str:
         return "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
 
     return "\n".join(["coverage (case × backend pairs):", render(header), *map(render, rows)])
+
+
+def merge_coverage(folders: Iterable[Path], backend_order: list[str]) -> pd.DataFrame:
+    """The coverage one all-backend run would give, from the coverage.csv of separate runs.
+
+    Each backend's rows are taken from the first input that has them (every per-backend run
+    also holds the reference's), then ordered as the merged results table orders backends.
+    """
+    kept: dict[str, pd.DataFrame] = {}
+    tables = [pd.read_csv(f / "coverage.csv") for f in folders if (f / "coverage.csv").exists()]
+    for table in tables:
+        for backend, rows in table.groupby("backend", sort=False):
+            kept.setdefault(str(backend), rows)
+    if not kept:
+        return pd.DataFrame(columns=["knob", "value", "backend", "status", "pairs"])
+    rank = {name: i for i, name in enumerate(dict.fromkeys([*backend_order, *kept]))}
+    merged = pd.concat(kept.values(), ignore_index=True)
+    return merged.sort_values("backend", key=lambda b: b.map(rank), kind="stable").reset_index(
+        drop=True
+    )

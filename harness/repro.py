@@ -2,7 +2,7 @@
 
 The case's own YAML file is copied into ``repro/`` (a file is self-contained: anchors and
 matrices resolve inside it), and the command runs just that case on just that backend,
-with the case name escaped so that matrix brackets match literally.
+with the case name as its own --case pattern (brackets in matrix names are literal there).
 """
 
 from __future__ import annotations
@@ -21,14 +21,10 @@ INDEX = "pairs.json"  # what a merged report reads back to rebuild the commands
 Pair = tuple[str, str]  # (case, backend)
 
 
-def glob_literal(name: str) -> str:
-    """``name`` as an fnmatch pattern that matches only itself (``--case`` takes globs)."""
-    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
-
-
 def command(case_file: Path, case: str, backend: str) -> str:
     words = ["crossgrad", "run", str(case_file), "--backend", backend]
-    return shlex.join([*words, "--case", glob_literal(case), "--out", "reports/repro"])
+    # --case patterns treat brackets literally (harness.patterns), so a name matches itself.
+    return shlex.join([*words, "--case", case, "--out", "reports/repro"])
 
 
 def failing_pairs(table: pd.DataFrame) -> list[Pair]:

@@ -9,7 +9,6 @@ is ``crashed`` with the reason and the lane goes on in a fresh worker.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -49,7 +48,7 @@ class Lane:
             return
         self.version = cls.version()
         target = registry.entries()[self.name].target
-        self.spec = WorkerSpec(self.name, target, tuple(sys.path))
+        self.spec = WorkerSpec(self.name, target, workers.worker_sys_path())
         self._advance()
 
     def _advance(self) -> None:

@@ -66,6 +66,17 @@ class Ready:
     error: str = ""
 
 
+def worker_sys_path() -> tuple[str, ...]:
+    """This process's ``sys.path`` made absolute, led by the folder this harness came from.
+
+    A relative entry ("" for the working directory) would mean another folder if the
+    working directory changes, and the worker must import this very harness.
+    """
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    entries = [root, *(os.path.abspath(entry or os.curdir) for entry in sys.path)]
+    return tuple(dict.fromkeys(entries))
+
+
 class WorkerDied(Exception):
     """The worker process ended without answering; ``reason`` says how."""
 
@@ -141,7 +152,13 @@ class Worker:
             name=f"crossgrad-{spec.backend}",
             daemon=True,
         )
-        self.process.start()
+        # The child bootstraps from the parent's sys.path before any of our code runs.
+        saved = sys.path[:]
+        sys.path[:] = list(spec.sys_path)
+        try:
+            self.process.start()
+        finally:
+            sys.path[:] = saved
         child_conn.close()
         _LIVE.add(self)
         self.ready: Ready | None = None

@@ -1,0 +1,7 @@
+"""crossgrad's conformance battery on this adapter: one test item per check."""
+
+from harness.pytest_plugin import assert_conforms
+
+
+def test_conformance(crossgrad_result):
+    assert_conforms(crossgrad_result)

@@ -1,0 +1,93 @@
+"""Deliberately wrong adapters the conformance kit must catch, each with a classic mistake."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from backends.base import Model
+from backends.numpy_manual import NumpyBackend, NumpyModel
+from harness.cases import Case
+from harness.inputs import Inputs
+
+
+class TransposedGradientBackend(NumpyBackend):
+    """Reports weight gradients as (in, out), as an adapter that forgets to transpose a kernel."""
+
+    name = "transposed_grad"
+
+    def build(self, case: Case, inputs: Inputs) -> Model:
+        model = NumpyModel(case, inputs)
+        train_step = model.train_step
+
+        def transposed() -> tuple[np.ndarray, dict[str, np.ndarray]]:
+            loss, grads = train_step()
+            return loss, {k: v.T.copy() if k.endswith("weight") else v for k, v in grads.items()}
+
+        model.train_step = transposed  # type: ignore[method-assign]
+        return model
+
+
+class SigmoidSlopeBackend(NumpyBackend):
+    """Back-propagates through sigmoid with s instead of s·(1−s)."""
+
+    name = "sigmoid_slope"
+
+    def build(self, case: Case, inputs: Inputs) -> Model:
+        model = NumpyModel(case, inputs)
+        right = model.last
+
+        def wrong(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            s, _ = right(z)
+            return s, s
+
+        if case.network.activation == "sigmoid":
+            model.hidden = wrong
+        if case.network.output_activation == "sigmoid":
+            model.last = wrong
+        return model
+
+
+class ForgetfulMomentumBackend(NumpyBackend):
+    """Builds a fresh optimizer every step, so momentum never carries over."""
+
+    name = "forgetful"
+
+    def build(self, case: Case, inputs: Inputs) -> Model:
+        model = NumpyModel(case, inputs)
+        step = model.optimizer.step
+
+        def forgetting(params: dict[str, Any], grads: dict[str, Any]) -> None:
+            model.optimizer.state.clear()
+            step(params, grads)
+
+        model.optimizer.step = forgetting  # type: ignore[method-assign]
+        return model
+
+
+class OverridingCapabilitiesBackend(NumpyBackend):
+    """Declares float32 only, but its own unsupported_reason forgets to ask the base class."""
+
+    name = "overriding"
+    dtypes = ("float32",)
+
+    def unsupported_reason(self, case: Case) -> str | None:
+        return None
+
+
+class CoarseFloat64Backend(NumpyBackend):
+    """Reports float64 losses rounded to float32, as a framework that reduces in float32."""
+
+    name = "coarse64"
+
+    def build(self, case: Case, inputs: Inputs) -> Model:
+        model = NumpyModel(case, inputs)
+        train_step = model.train_step
+
+        def coarse() -> tuple[np.ndarray, dict[str, np.ndarray]]:
+            loss, grads = train_step()
+            return np.asarray(loss.astype(np.float32).astype(loss.dtype)), grads
+
+        model.train_step = coarse  # type: ignore[method-assign]
+        return model

@@ -1,0 +1,55 @@
+"""docs/adding-an-adapter.md: its example adapter, run as written, passes the kit."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+
+import pytest
+from conftest import ROOT
+
+from harness import conformance, registry
+
+GUIDE = (ROOT / "docs" / "adding-an-adapter.md").read_text(encoding="utf-8")
+EXAMPLES = dict(re.findall(r"<!-- example: (\S+) -->\n```\w+\n(.*?)```", GUIDE, re.DOTALL))
+
+
+@pytest.fixture
+def example_adapter(tmp_path, monkeypatch):
+    package = tmp_path / "crossgrad_minitorch"
+    package.mkdir()
+    (package / "__init__.py").write_text("", encoding="utf-8")
+    (package / "adapter.py").write_text(EXAMPLES["adapter.py"], encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    entry_points = tomllib.loads(EXAMPLES["pyproject.toml"])["project"]["entry-points"]
+    for name, target in entry_points["crossgrad.backends"].items():
+        monkeypatch.setitem(registry.BUILTINS, name, target)
+    return "minitorch"
+
+
+def test_the_guide_has_every_example_file():
+    assert set(EXAMPLES) == {"pyproject.toml", "adapter.py", "conftest.py", "test_conformance.py"}
+
+
+def test_the_example_adapter_passes_the_conformance_kit(example_adapter):
+    results, table = conformance.check_adapter(example_adapter)
+    statuses = {r.check: r.status for r in results}
+    assert not [r for r in results if r.failed], table
+    assert statuses["capabilities"] == "pass"  # relu, adam, float16, ... are declined
+    assert statuses["finite-difference"] == "pass"
+    assert {"activation[tanh]", "optimizer[sgd]", "dtype[float64]"} <= set(statuses)
+    assert "optimizer[adam]" not in statuses
+
+
+def test_the_guide_test_files_are_the_ones_the_keras_plugin_uses():
+    plugin_tests = ROOT / "plugins" / "crossgrad-keras" / "tests"
+    assert EXAMPLES["conftest.py"].strip() in (plugin_tests / "conftest.py").read_text()
+    assert (
+        EXAMPLES["test_conformance.py"].strip()
+        in (plugin_tests / "test_conformance.py").read_text()
+    )
+
+
+def test_the_guide_names_the_pytest_setting_the_plugin_reads():
+    settings = tomllib.loads(EXAMPLES["pyproject.toml"])["tool"]["pytest"]["ini_options"]
+    assert settings == {"crossgrad_adapter": "minitorch"}

@@ -1,0 +1,157 @@
+"""The conformance kit: a correct adapter passes, each classic mistake fails in plain words."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness import conformance, registry
+from harness.cli import main
+from harness.known import load_known
+
+WRONG = {
+    "transposed_grad": "conformance_adapters:TransposedGradientBackend",
+    "sigmoid_slope": "conformance_adapters:SigmoidSlopeBackend",
+    "forgetful": "conformance_adapters:ForgetfulMomentumBackend",
+    "overriding": "conformance_adapters:OverridingCapabilitiesBackend",
+    "coarse64": "conformance_adapters:CoarseFloat64Backend",
+}
+
+
+@pytest.fixture(autouse=True)
+def wrong_adapters(monkeypatch):
+    for name, target in WRONG.items():
+        monkeypatch.setitem(registry.BUILTINS, name, target)
+
+
+def results_of(name: str, *patterns: str, known=None) -> dict[str, conformance.CheckResult]:
+    results, _ = conformance.check_adapter(name, patterns=patterns, known=known)
+    return {r.check: r for r in results}
+
+
+def known_file(tmp_path, backend: str, where: str) -> list:
+    path = tmp_path / "known.yaml"
+    path.write_text(
+        "divergences:\n"
+        f"  - id: {backend}-test-entry\n"
+        f"    backend: {backend}\n"
+        f"    where: {where}\n"
+        "    measured: for the test\n"
+        "    reason: a deliberate difference\n"
+        "    source: tests/conformance_adapters.py\n",
+        encoding="utf-8",
+    )
+    return load_known(path)
+
+
+def test_the_reference_passes_every_check(capsys):
+    assert main(["check-adapter", "numpy"]) == 0
+    out = capsys.readouterr().out
+    assert "FAIL" not in out
+    for check in ("naming", "non-square-mlp", "activation[gelu]", "loss[cross_entropy]"):
+        assert any(line.startswith(check + " ") for line in out.splitlines()), check
+    assert out.rstrip().endswith(" 0 failed")
+
+
+def test_the_battery_covers_every_declared_option():
+    names = [check.name for check in conformance.battery(registry.load_class("numpy"))]
+    assert len(names) == len(set(names))
+    for option in ("activation[silu]", "loss[huber]", "optimizer[adagrad]", "dtype[bfloat16]"):
+        assert option in names
+    assert "finite-difference" in names
+
+
+EXPECTED_FAILURES = {
+    "transposed kernel gradient": (
+        "transposed_grad",
+        "naming",
+        "step 0: grad of layers.0.weight has shape (3, 5), expected (5, 3) (it is transposed",
+    ),
+    "sigmoid slope s instead of s(1-s), against the reference": (
+        "sigmoid_slope",
+        "activation[sigmoid]",
+        "step 0 grad of layers.0.weight[0] is",
+    ),
+    "sigmoid slope s instead of s(1-s), against finite differences": (
+        "sigmoid_slope",
+        "finite-difference",
+        "grad of layers.0.weight[0] is",
+    ),
+    "momentum not carried across steps": (
+        "forgetful",
+        "optimizer[sgd]",
+        "step 1 param of layers.0.weight[0] is",
+    ),
+    "override that ignores declared capabilities": (
+        "overriding",
+        "capabilities",
+        "dtype 'float16' is not declared, yet unsupported_reason() accepts the case",
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    "adapter, check, message", EXPECTED_FAILURES.values(), ids=EXPECTED_FAILURES.keys()
+)
+def test_a_wrong_adapter_fails_naming_the_parameter_and_the_problem(adapter, check, message):
+    result = results_of(adapter, check)[check]
+    assert result.status == "fail"
+    assert message in result.detail
+
+
+def test_the_finite_difference_failure_says_backward_disagrees_with_forward():
+    detail = results_of("sigmoid_slope", "finite-difference")["finite-difference"].detail
+    assert "finite difference of the adapter's own loss" in detail
+    assert "the backward pass does not match the forward pass" in detail
+
+
+def test_a_check_that_does_not_involve_the_mistake_still_passes():
+    # tanh hidden and identity output: the wrong sigmoid slope is never used.
+    assert results_of("sigmoid_slope", "activation[tanh]")["activation[tanh]"].status == "pass"
+
+
+def test_a_triaged_divergence_is_known_not_failed(tmp_path):
+    known = known_file(tmp_path, "forgetful", "{optimizer.name: sgd}")
+    result = results_of("forgetful", "optimizer[sgd]", known=known)["optimizer[sgd]"]
+    assert result.status == "known"
+    assert "known divergence forgetful-test-entry: a deliberate difference" in result.detail
+
+
+def test_a_triage_elsewhere_does_not_excuse_a_check(tmp_path):
+    known = known_file(tmp_path, "forgetful", "{optimizer.name: adam}")
+    assert results_of("forgetful", "optimizer[sgd]", known=known)["optimizer[sgd]"].failed
+
+
+def test_a_coarse_float64_loss_fails_finite_differences_in_plain_words():
+    result = results_of("coarse64", "finite-difference")["finite-difference"]
+    assert result.failed
+    assert "float64" in result.detail and "layers.0.weight" in result.detail
+
+
+def test_a_known_coarse_float64_falls_back_to_float32_finite_differences(tmp_path):
+    known = known_file(tmp_path, "coarse64", "{dtype: float64}")
+    result = results_of("coarse64", "finite-difference", known=known)["finite-difference"]
+    assert result.status == "known"
+    assert "coarse64-test-entry" in result.detail
+    assert result.detail.endswith("float32 finite differences agree")
+
+
+def test_the_float32_fallback_still_catches_a_wrong_derivative(tmp_path):
+    known = known_file(tmp_path, "sigmoid_slope", "{dtype: float64}")
+    result = results_of("sigmoid_slope", "finite-difference", known=known)["finite-difference"]
+    assert result.failed
+    assert result.detail.startswith("float32: grad of layers.0.weight[0] is")
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["check-adapter", "pytorch"], "unknown backend 'pytorch'"),
+        (["check-adapter", "numpy", "--check", "nothing*"], "no conformance check matches"),
+    ],
+    ids=["unknown-backend", "no-such-check"],
+)
+def test_bad_usage_is_exit_2_with_a_message(capsys, argv, message):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert "Traceback" not in err

@@ -59,7 +59,8 @@ def backends_listing(capsys: pytest.CaptureFixture[str]) -> dict[str, str]:
 def test_a_plugin_is_listed_with_its_distribution_and_version(monkeypatch, capsys):
     install(monkeypatch, ECHO)
     listing = backends_listing(capsys)
-    assert list(listing) == ["numpy", "torch", "jax", "tensorflow", "echo"]
+    # Built-ins, their other execution modes (listed, run only when named), then plugins.
+    assert list(listing) == ["numpy", "torch", "jax", "tensorflow", *registry.MODES, "echo"]
     assert listing["echo"].split()[1:] == [
         "available",
         importlib.metadata.version("numpy"),
@@ -135,7 +136,7 @@ def test_builtins_declared_as_entry_points_are_not_duplicates(monkeypatch):
         *(FakeEntryPoint(name, target, crossgrad) for name, target in registry.BUILTINS.items()),
     )
     found = registry.entries()
-    assert list(found) == list(registry.BUILTINS)
+    assert list(found) == [*registry.BUILTINS, *registry.MODES]
     assert {entry.source for entry in found.values()} == {"built-in"}
 
 

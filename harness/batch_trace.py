@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from harness.inputs import Inputs
+from harness.trace import computation_pieces
 
 
 @dataclass(frozen=True)
@@ -48,21 +49,7 @@ class BatchTrace:
 
     def rows(self) -> dict[str, np.ndarray]:
         """Columns ``variant, step, quantity, param, index, value``, variant by variant."""
-        pieces: list[tuple[int, str, str, np.ndarray]] = []
-        for step, (loss, grads, params) in enumerate(
-            zip(self.losses, self.grads, self.params, strict=True)
-        ):
-            hidden = self.activations[step] if step < len(self.activations) else []
-            pieces += [(step, "activation", f"layers.{k}", a) for k, a in enumerate(hidden)]
-            if step == 0:
-                pieces.append((0, "output", "", self.output))
-            pieces.append((step, "loss", "", loss))
-            pieces += [(step, "grad", name, value) for name, value in grads.items()]
-            pieces += [(step, "param", name, value) for name, value in params.items()]
-        if not self.losses:
-            pieces.append((0, "output", "", self.output))
-        if self.output_after is not None:
-            pieces.append((max(len(self.losses) - 1, 0), "output_after", "", self.output_after))
+        pieces = computation_pieces(self)
         n = self.variants
         # Exact widening to float64, one (variants, values) block per piece, side by side.
         blocks = [np.asarray(a).astype(np.float64).reshape(n, -1) for _, _, _, a in pieces]

@@ -7,8 +7,18 @@ long results table (SPEC §4) in computation order.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
+
+
+class BatchTraceLike(Protocol):
+    output: np.ndarray
+    losses: list[np.ndarray]
+    grads: list[dict[str, np.ndarray]]
+    params: list[dict[str, np.ndarray]]
+    output_after: np.ndarray | None
+    activations: list[list[np.ndarray]]
 
 
 @dataclass
@@ -24,21 +34,7 @@ class Trace:
 
     def rows(self) -> dict[str, np.ndarray]:
         """Columns ``step, quantity, param, index, value`` (value as exact float64)."""
-        pieces: list[tuple[int, str, str, np.ndarray]] = []
-        for step, (loss, grads, params) in enumerate(
-            zip(self.losses, self.grads, self.params, strict=True)
-        ):
-            hidden = self.activations[step] if step < len(self.activations) else []
-            pieces += [(step, "activation", f"layers.{k}", a) for k, a in enumerate(hidden)]
-            if step == 0:
-                pieces.append((0, "output", "", self.output))
-            pieces.append((step, "loss", "", loss))
-            pieces += [(step, "grad", name, value) for name, value in grads.items()]
-            pieces += [(step, "param", name, value) for name, value in params.items()]
-        if not self.losses:
-            pieces.append((0, "output", "", self.output))
-        if self.output_after is not None:
-            pieces.append((max(len(self.losses) - 1, 0), "output_after", "", self.output_after))
+        pieces = computation_pieces(self)
         values = [_as_float64(array) for _, _, _, array in pieces]
         sizes = [v.size for v in values]
         scalar = [quantity == "loss" for _, quantity, _, _ in pieces]
@@ -54,6 +50,33 @@ class Trace:
             ).astype(np.int64),
             "value": np.concatenate([v.ravel() for v in values]) if values else np.empty(0),
         }
+
+
+Piece = tuple[int, str, str, np.ndarray]  # step, quantity, param, values
+
+
+def computation_pieces(trace: Trace | BatchTraceLike) -> list[Piece]:
+    """Every recorded array in computation order: per step the hidden activations, the
+    output (step 0), the loss, the gradients and the updated parameters; then output_after.
+
+    Shared by ``Trace`` and the vectorized ``BatchTrace`` so both lay out rows alike.
+    """
+    pieces: list[Piece] = []
+    for step, (loss, grads, params) in enumerate(
+        zip(trace.losses, trace.grads, trace.params, strict=True)
+    ):
+        hidden = trace.activations[step] if step < len(trace.activations) else []
+        pieces += [(step, "activation", f"layers.{k}", a) for k, a in enumerate(hidden)]
+        if step == 0:
+            pieces.append((0, "output", "", trace.output))
+        pieces.append((step, "loss", "", loss))
+        pieces += [(step, "grad", name, value) for name, value in grads.items()]
+        pieces += [(step, "param", name, value) for name, value in params.items()]
+    if not trace.losses:
+        pieces.append((0, "output", "", trace.output))
+    if trace.output_after is not None:
+        pieces.append((max(len(trace.losses) - 1, 0), "output_after", "", trace.output_after))
+    return pieces
 
 
 def _as_float64(array: np.ndarray) -> np.ndarray:

@@ -192,6 +192,15 @@ def _run(backend: Backend, case: Case, inputs: Inputs) -> Trace | str:
         return f"crashed: {type(exc).__name__}: {exc}"
 
 
+def _well_formed_trace(kit: Kit, case: Case, inputs: Inputs) -> Trace | CheckResult:
+    """The candidate's trace, or the failed check saying it crashed or is mis-shaped."""
+    trace = _run(kit.candidate, case, inputs)
+    if isinstance(trace, str):
+        return CheckResult(case.name, FAIL, trace)
+    problem = structure_problem(case, inputs, trace)
+    return CheckResult(case.name, FAIL, problem) if problem else trace
+
+
 def structure_problem(case: Case, inputs: Inputs, trace: Trace) -> str | None:
     """Names, order and shapes of everything recorded, against the ``state_dict`` layout."""
     sizes = case.network.sizes
@@ -277,12 +286,9 @@ def compare_with_reference(kit: Kit, case: Case) -> CheckResult:
     if reason:
         return CheckResult(case.name, SKIPPED, f"the adapter declines this case: {reason}")
     inputs = make_inputs(case)
-    trace = _run(kit.candidate, case, inputs)
-    if isinstance(trace, str):
-        return CheckResult(case.name, FAIL, trace)
-    problem = structure_problem(case, inputs, trace)
-    if problem:
-        return CheckResult(case.name, FAIL, problem)
+    trace = _well_formed_trace(kit, case, inputs)
+    if isinstance(trace, CheckResult):
+        return trace
     reference = kit.reference_trace(case, inputs)
     raw = outcomes_frame(
         [
@@ -311,12 +317,9 @@ def finite_difference(
 ) -> CheckResult:
     """Each gradient against central differences of the adapter's own loss."""
     inputs = make_inputs(case)
-    trace = _run(kit.candidate, case, inputs)
-    if isinstance(trace, str):
-        return CheckResult(case.name, FAIL, trace)
-    problem = structure_problem(case, inputs, trace)
-    if problem:
-        return CheckResult(case.name, FAIL, problem)
+    trace = _well_formed_trace(kit, case, inputs)
+    if isinstance(trace, CheckResult):
+        return trace
     for name in param_names(case.network.sizes):
         grad = np.asarray(trace.grads[0][name], dtype=np.float64)
         for index in np.ndindex(grad.shape):
@@ -538,11 +541,8 @@ def _known_gradient_entry(kit: Kit, case: Case) -> KnownDivergence | None:
 
 def _naming(kit: Kit, case: Case) -> CheckResult:
     inputs = make_inputs(case)
-    trace = _run(kit.candidate, case, inputs)
-    if isinstance(trace, str):
-        return CheckResult(case.name, FAIL, trace)
-    problem = structure_problem(case, inputs, trace)
-    return CheckResult(case.name, FAIL, problem) if problem else CheckResult(case.name, PASS)
+    trace = _well_formed_trace(kit, case, inputs)
+    return trace if isinstance(trace, CheckResult) else CheckResult(case.name, PASS)
 
 
 def _named(name: str, result: CheckResult) -> CheckResult:

@@ -18,19 +18,9 @@ import pandas as pd
 from harness import registry
 from harness.compare import RESULT_COLUMNS
 from harness.errors import ResultsError
+from harness.runner import RAW_TEXT_COLUMNS
 
-TEXT_COLUMNS = (
-    "case",
-    "backend",
-    "mode",
-    "version",
-    "dtype",
-    "quantity",
-    "param",
-    "status",
-    "detail",
-    "cause",
-)
+TEXT_COLUMNS = (*RAW_TEXT_COLUMNS, "cause")
 INT_COLUMNS = ("step", "index")
 
 

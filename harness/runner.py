@@ -104,6 +104,20 @@ def outcomes_frame(outcomes: Iterable[Outcome]) -> pd.DataFrame:
     return normalize(frame)
 
 
+# Text columns of a raw (not yet compared) results table; empty cells read back as "".
+RAW_TEXT_COLUMNS = (
+    "case",
+    "backend",
+    "mode",
+    "version",
+    "dtype",
+    "quantity",
+    "param",
+    "status",
+    "detail",
+)
+
+
 def empty_frame() -> pd.DataFrame:
     return normalize(pd.DataFrame({c: [] for c in RAW_COLUMNS}))
 
@@ -115,16 +129,6 @@ def normalize(frame: pd.DataFrame) -> pd.DataFrame:
         numbers = pd.to_numeric(frame[column], errors="coerce")
         frame[column] = numbers.where(numbers >= 0).astype("Int64")  # -1 marks "not applicable"
     frame["value"] = frame["value"].astype(np.float64)
-    for column in (
-        "case",
-        "backend",
-        "mode",
-        "version",
-        "dtype",
-        "quantity",
-        "param",
-        "status",
-        "detail",
-    ):
+    for column in RAW_TEXT_COLUMNS:
         frame[column] = frame[column].fillna("").astype(str)
     return frame

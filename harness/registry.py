@@ -48,20 +48,38 @@ def entries() -> dict[str, AdapterEntry]:
     """Every known adapter by name: built-ins first, then plugins in name order."""
     builtins = {**BUILTINS, **MODES}
     found = {name: AdapterEntry(name, target, "built-in") for name, target in builtins.items()}
-    for ep in sorted(
-        importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name
-    ):
-        dist = ep.dist.name if ep.dist is not None else "unknown distribution"
-        entry = AdapterEntry(ep.name, ep.value, f"plugin {dist}")
-        known = found.get(ep.name)
+    for entry in _plugin_entries():
+        known = found.get(entry.name)
         if known is None:
-            found[ep.name] = entry
+            found[entry.name] = entry
         elif known.target != entry.target:
             raise CrossgradError(
-                f"two adapters are named {ep.name!r}: {known.target} ({known.source}) and "
+                f"two adapters are named {entry.name!r}: {known.target} ({known.source}) and "
                 f"{entry.target} ({entry.source}); uninstall one or rename its entry point"
             )
     return found
+
+
+# Reading every installed distribution's metadata costs tens of milliseconds and a run asks
+# many times; keyed by the lookup function so a test that replaces it sees its own plugins.
+_SCANNED: dict[object, list[AdapterEntry]] = {}
+
+
+def _plugin_entries() -> list[AdapterEntry]:
+    """The installed ``crossgrad.backends`` entry points by name, read once per process."""
+    lookup = importlib.metadata.entry_points
+    if lookup not in _SCANNED:
+        points = sorted(lookup(group=ENTRY_POINT_GROUP), key=lambda e: e.name)
+        _SCANNED.clear()
+        _SCANNED[lookup] = [
+            AdapterEntry(
+                ep.name,
+                ep.value,
+                f"plugin {ep.dist.name if ep.dist is not None else 'unknown distribution'}",
+            )
+            for ep in points
+        ]
+    return _SCANNED[lookup]
 
 
 def load_class(name: str) -> type[Backend]:

@@ -12,25 +12,19 @@ import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from harness import conformance, determinism, registry
-from harness.cases import Case
-from harness.compare import compare
-from harness.coverage import coverage, coverage_markdown, coverage_text, merge_coverage
+from harness import determinism, registry
 from harness.errors import BackendUnavailable, CaseError, CrossgradError, UnknownBackend, UsageError
-from harness.fingerprint import fingerprint
-from harness.known import DEFAULT_PATH as DEFAULT_KNOWN
-from harness.known import apply_known, load_known
-from harness.loader import load_cases
-from harness.merge import merge
-from harness.patterns import matches
-from harness.regression import diff
-from harness.report import exit_status, format_table, summarize, write_report
-from harness.repro import case_sources, failing_pairs, sources_from_reports, write_repro
-from harness.results_io import read_results
-from harness.session import RunSession
-from harness.triage import assign_causes
 from harness.workers import DEFAULT_TIMEOUT
+
+if TYPE_CHECKING:
+    from harness.cases import Case
+
+# The commands import what they use when they run: a spawned worker process re-imports
+# the module that started it (this one, via the console script), and pandas, the reports
+# and the comparison code would cost every worker most of a second of CPU for nothing.
+DEFAULT_KNOWN = "cases/known_divergences.yaml"
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -100,7 +94,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     run_cmd.add_argument(
         "--known",
-        default=str(DEFAULT_KNOWN),
+        default=DEFAULT_KNOWN,
         metavar="FILE",
         help="triaged divergences reported as 'known' (default: cases/known_divergences.yaml; 'none' to disable)",
     )
@@ -187,7 +181,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     check_cmd.add_argument(
         "--known",
-        default=str(DEFAULT_KNOWN),
+        default=DEFAULT_KNOWN,
         metavar="FILE",
         help="triaged divergences reported as 'known' (default: cases/known_divergences.yaml; 'none' to disable)",
     )
@@ -196,9 +190,25 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
-    cases = _select(load_cases(args.paths), args.case)
-    known = [] if args.known == "none" else load_known(Path(args.known))
+    from harness.loader import load_cases
+    from harness.scheduler import prestart
+
     backends = _backend_names(args.backend, args.reference)
+    cases = _select(load_cases(args.paths), args.case)
+    if not args.vectorize:  # a vectorized run batches in this process; its workers start on demand
+        prestart(backends[: args.jobs or len(backends)])
+
+    from harness.compare import compare
+    from harness.coverage import coverage, coverage_markdown, coverage_text
+    from harness.fingerprint import fingerprint
+    from harness.known import apply_known, load_known
+    from harness.progress import ProgressDisplay
+    from harness.report import exit_status, format_table, summarize, write_report
+    from harness.repro import case_sources, failing_pairs, write_repro
+    from harness.session import RunSession
+    from harness.triage import assign_causes
+
+    known = [] if args.known == "none" else load_known(Path(args.known))
     print(
         f"crossgrad: {len(cases)} case{'s' * (len(cases) != 1)} on {', '.join(backends)} (reference: {args.reference})",
         file=sys.stderr,
@@ -206,7 +216,8 @@ def _run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     out = Path(args.out)
     with RunSession(out, cases, backends, args.reference, fail_fast=args.fail_fast) as session:
-        raw = session.run(_progress, timeout=args.timeout, jobs=args.jobs, vectorize=args.vectorize)
+        progress = ProgressDisplay(backends, len(cases), sys.stderr)
+        raw = session.run(progress, timeout=args.timeout, jobs=args.jobs, vectorize=args.vectorize)
         table, stale = apply_known(compare(raw, cases, args.reference), cases, known)
         table = assign_causes(table, cases, args.reference)
         repro = write_repro(failing_pairs(table), case_sources(cases, backends), out)
@@ -256,6 +267,12 @@ def _positive_int(text: str) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from harness.coverage import coverage_markdown, merge_coverage
+    from harness.merge import merge
+    from harness.report import exit_status, format_table, write_report
+    from harness.repro import failing_pairs, sources_from_reports, write_repro
+    from harness.results_io import read_results
+
     inputs = [read_results(Path(p)) for p in args.results]
     table = merge(inputs)
     out = Path(args.out)
@@ -278,6 +295,9 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _diff(args: argparse.Namespace) -> int:
+    from harness.regression import diff
+    from harness.results_io import read_results
+
     baseline = read_results(Path(args.baseline))
     current = read_results(Path(args.current))
     changes = diff(baseline.table, current.table)
@@ -291,6 +311,8 @@ def _diff(args: argparse.Namespace) -> int:
 
 
 def _select(cases: list[Case], patterns: list[str]) -> list[Case]:
+    from harness.patterns import matches
+
     if not patterns:
         return cases
     chosen = [c for c in cases if any(matches(c.name, p) for p in patterns)]
@@ -316,17 +338,9 @@ def _backend_names(requested: list[str], reference: str) -> list[str]:
     return list(dict.fromkeys([reference, *names]))
 
 
-def _progress(backend: str, done: int, total: int, case: str) -> None:
-    if sys.stderr.isatty():
-        end = "\n" if done == total else ""
-        print(
-            f"\r  {backend}: {done}/{total} {case[:60]:<60}", end=end, file=sys.stderr, flush=True
-        )
-    elif done == total:
-        print(f"  {backend}: {total} case{'s' * (total != 1)} done", file=sys.stderr, flush=True)
-
-
 def _validate(args: argparse.Namespace) -> int:
+    from harness.loader import load_cases
+
     cases = load_cases(args.paths)
     files = len({c.source.rpartition(":")[0] for c in cases})
     print(f"{len(cases)} cases in {files} file{'s' * (files != 1)} (matrices expanded): OK")
@@ -334,6 +348,9 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _check_adapter(args: argparse.Namespace) -> int:
+    from harness import conformance
+    from harness.known import load_known
+
     known = [] if args.known == "none" else load_known(Path(args.known))
     results, table = conformance.check_adapter(args.name, args.reference, args.check, known)
     if not results:

@@ -20,6 +20,28 @@ from harness.outcome import Outcome, Progress
 from harness.workers import CaseResult, Ready, Worker, WorkerDied, WorkerSpec
 
 
+def worker_spec(backend: str) -> WorkerSpec:
+    """How a fresh process builds ``backend``'s adapter (resolved here, in the parent)."""
+    return WorkerSpec(backend, registry.entries()[backend].target, workers.worker_sys_path())
+
+
+def prestart(backends: list[str]) -> None:
+    """Start the backends' workers now, so they import their frameworks while this process
+    loads the rest of the harness; the run's lanes then take them from the warm pool.
+
+    A framework import is the longest part of a small run (TensorFlow takes seconds), and
+    nothing in it depends on the cases. Unavailable backends are left to the lanes, which
+    report them as skipped.
+    """
+    for name in backends:
+        try:
+            if registry.load_class(name).unavailable_reason():
+                continue
+        except BackendUnavailable:
+            continue
+        workers.release(workers.acquire(worker_spec(name)))
+
+
 class Lane:
     """One backend's way through the cases: which is next, and in which worker."""
 
@@ -47,8 +69,7 @@ class Lane:
             self._finish_all("skipped", f"backend unavailable: {reason}")
             return
         self.version = cls.version()
-        target = registry.entries()[self.name].target
-        self.spec = WorkerSpec(self.name, target, workers.worker_sys_path())
+        self.spec = worker_spec(self.name)
         self._advance()
 
     def _advance(self) -> None:

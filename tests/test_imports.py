@@ -48,3 +48,19 @@ def test_backends_command_lists_every_builtin_without_importing_them():
         assert any(line.startswith(name + " ") for line in result.stdout.splitlines()), (
             result.stdout
         )
+
+
+def test_what_a_worker_imports_before_its_framework_leaves_out_pandas_and_reports():
+    """A spawned worker re-imports the command-line module that started the run (the console
+    script imports harness.cli) and then the worker module; pandas and the report code
+    there would cost every worker most of a second of CPU while the frameworks load."""
+    probe = (
+        "import json, sys, harness.cli, harness.workers; "
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('pandas', 'pyarrow', 'plotly', 'mpmath') or m in ('harness.report', 'harness.compare'))))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == []

@@ -38,16 +38,18 @@ class CompiledSlot:
         loss_fn = _loss(nn, case.loss.name, case.loss.args)
         layers = self.net.layers
 
-        def outputs(x: Any) -> list[Any]:
-            """Every layer's output after its activation; the last is the network's."""
+        def outputs_and_loss(x: Any, y: Any) -> tuple[list[Any], Any]:
+            """Every layer's output after its activation (the last is the network's), and the loss."""
             a, found = x, []
             for i, layer in enumerate(layers):
                 a = (last if i == len(layers) - 1 else hidden)(layer(a))
                 found.append(a)
-            return found
+            return found, loss_fn(a, y)
 
-        self.outputs = torch.compile(outputs)
-        self.loss = torch.compile(lambda x, y: loss_fn(outputs(x)[-1], y))
+        # One compiled graph serves the logged output, the hidden outputs and the loss, as a
+        # training loop uses the forward pass it logged; always called with autograd on, so
+        # dynamo never compiles a second, no-grad variant for the output after the update.
+        self.outputs_and_loss = torch.compile(outputs_and_loss)
 
 
 class TorchCompileBackend(TorchBackend):
@@ -79,21 +81,27 @@ class TorchCompiledModel:
         self.optimizer = _optimizer(
             torch.optim, slot.net.parameters(), case.optimizer.name, case.optimizer.args
         )
+        self._pass: tuple[list[Any], Any] | None = None
+
+    def _forward_pass(self) -> tuple[list[Any], Any]:
+        """Layer outputs and loss at the current parameters; the update invalidates them."""
+        if self._pass is None:
+            self._pass = self.slot.outputs_and_loss(self.x, self.y)
+        return self._pass
 
     def forward(self) -> np.ndarray:
-        with self.torch.no_grad():
-            return _numpy(self.slot.outputs(self.x)[-1])
+        return _numpy(self._forward_pass()[0][-1])
 
     def layer_outputs(self) -> list[np.ndarray]:
-        with self.torch.no_grad():
-            return [_numpy(a) for a in self.slot.outputs(self.x)[:-1]]
+        return [_numpy(a) for a in self._forward_pass()[0][:-1]]
 
     def train_step(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         self.optimizer.zero_grad()
-        loss = self.slot.loss(self.x, self.y)
+        loss = self._forward_pass()[1]
         loss.backward()
         grads = {name: _numpy(p.grad) for name, p in self.slot.net.named_parameters()}
         self.optimizer.step()
+        self._pass = None
         return _numpy(loss.detach()), grads
 
     def parameters(self) -> dict[str, np.ndarray]:

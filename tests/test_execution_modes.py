@@ -118,3 +118,20 @@ def test_torch_compile_reproduces_the_seed(seed_case) -> None:
     rows = table[table["backend"] == "torch:compile"]
     assert set(rows["status"]) == {"ok"}
     assert set(rows["mode"]) == {"compile"}
+
+
+@pytest.mark.slow
+def test_torch_compile_traces_one_graph_for_a_value_matrix(seed_case) -> None:
+    """Output, hidden outputs, loss and the output after the update share one compiled
+    graph (autograd always on), and other values of the same step key reuse it."""
+    _available("torch:compile")
+    from torch._dynamo.utils import counters
+
+    backend = registry.create("torch:compile")
+    two_steps = dataclasses.replace(seed_case, steps=2)
+    before = counters["stats"]["unique_graphs"]
+    for weight in (0.5, 1.5, -2.0):
+        inputs = make_inputs(two_steps)
+        inputs.params["layers.0.weight"][...] = weight
+        backend.run(two_steps, inputs)
+    assert counters["stats"]["unique_graphs"] - before == 1

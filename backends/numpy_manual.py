@@ -54,17 +54,24 @@ class NumpyModel:
         self.loss_name = case.loss.name
         self.loss_args = case.loss.args
         self.optimizer = Optimizer(case.optimizer.name, case.optimizer.args)
+        self._forward_pass: tuple[list[np.ndarray], list[np.ndarray]] | None = None
 
     def _layers(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """Activations a_0 = x, a_1 .. a_L and derivatives f'(z_1) .. f'(z_L)."""
-        activations, slopes = [self.x], []
-        for layer in range(self.n_layers):
-            w, b = self.params[f"layers.{layer}.weight"], self.params[f"layers.{layer}.bias"]
-            z = activations[-1] @ w.T + b
-            a, slope = (self.last if layer == self.n_layers - 1 else self.hidden)(z)
-            activations.append(a)
-            slopes.append(slope)
-        return activations, slopes
+        """Activations a_0 = x, a_1 .. a_L and derivatives f'(z_1) .. f'(z_L).
+
+        Computed once per parameter values: the output, the hidden layers' outputs and the
+        step's backward pass all read the same forward pass; the update invalidates it.
+        """
+        if self._forward_pass is None:
+            activations, slopes = [self.x], []
+            for layer in range(self.n_layers):
+                w, b = self.params[f"layers.{layer}.weight"], self.params[f"layers.{layer}.bias"]
+                z = activations[-1] @ w.T + b
+                a, slope = (self.last if layer == self.n_layers - 1 else self.hidden)(z)
+                activations.append(a)
+                slopes.append(slope)
+            self._forward_pass = activations, slopes
+        return self._forward_pass
 
     def forward(self) -> np.ndarray:
         return self._layers()[0][-1]
@@ -84,7 +91,13 @@ class NumpyModel:
                 delta = (delta @ self.params[f"layers.{layer}.weight"]) * slopes[layer - 1]
         grads = {name: grads[name] for name in self.params}  # state_dict order
         self.optimizer.step(self.params, grads)
+        self._forward_pass = None
         return np.asarray(loss), grads
+
+    def load_parameters(self, params: dict[str, np.ndarray]) -> None:
+        """Replace the current parameters (and forget the forward pass made with the old ones)."""
+        self.params = params
+        self._forward_pass = None
 
     def parameters(self) -> dict[str, np.ndarray]:
         return {name: value.copy() for name, value in self.params.items()}

@@ -67,7 +67,7 @@ def test_jax_jit_compiles_a_value_matrix_once(seed_case) -> None:
     outputs = [backend.run(case, make_inputs(case)).output for case in variants]
     assert len({float(o.ravel()[0]) for o in outputs}) == 4  # the weights did reach the step
     (jitted,) = backend.jit_cache.entries.values()
-    assert jitted.step._cache_size() == 1
+    assert jitted.case.flat._cache_size() == 1
 
 
 def test_jax_jit_recompiles_for_another_learning_rate(seed_case) -> None:

@@ -43,14 +43,19 @@ def _has_ml_dtypes() -> bool:
 class NumpyModel:
     def __init__(self, case: Case, inputs: Inputs) -> None:
         dtype = numpy_dtype(case.dtype)
-        self.params = {
-            name: inputs.params[name].astype(dtype) for name in param_names(case.network.sizes)
-        }
+        names = param_names(case.network.sizes)
+        self.params = {name: inputs.params[name].astype(dtype) for name in names}
         self.x = inputs.x.astype(dtype)
         self.y = inputs.y.astype(dtype)
         self.n_layers = case.network.n_layers
-        self.hidden = ACTIVATIONS[case.network.activation]
-        self.last = ACTIVATIONS[case.network.output_activation]
+        hidden = ACTIVATIONS[case.network.activation]
+        last = ACTIVATIONS[case.network.output_activation]
+        # Per layer: weight name, bias name, activation (value and derivative).
+        self.layers = [
+            (weight, bias, last if layer == self.n_layers - 1 else hidden)
+            for layer, (weight, bias) in enumerate(zip(names[0::2], names[1::2], strict=True))
+        ]
+        self.loss = LOSSES[case.loss.name]
         self.loss_name = case.loss.name
         self.loss_args = case.loss.args
         self.optimizer = Optimizer(case.optimizer.name, case.optimizer.args)
@@ -63,11 +68,9 @@ class NumpyModel:
         step's backward pass all read the same forward pass; the update invalidates it.
         """
         if self._forward_pass is None:
-            activations, slopes = [self.x], []
-            for layer in range(self.n_layers):
-                w, b = self.params[f"layers.{layer}.weight"], self.params[f"layers.{layer}.bias"]
-                z = activations[-1] @ w.T + b
-                a, slope = (self.last if layer == self.n_layers - 1 else self.hidden)(z)
+            a, activations, slopes = self.x, [self.x], []
+            for weight, bias, activation in self.layers:
+                a, slope = activation(a @ self.params[weight].T + self.params[bias])
                 activations.append(a)
                 slopes.append(slope)
             self._forward_pass = activations, slopes
@@ -81,14 +84,15 @@ class NumpyModel:
 
     def train_step(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         activations, slopes = self._layers()
-        loss, dloss_dout = LOSSES[self.loss_name](activations[-1], self.y, self.loss_args)
+        loss, dloss_dout = self.loss(activations[-1], self.y, self.loss_args)
         grads: dict[str, np.ndarray] = {}
         delta = dloss_dout * slopes[-1]  # dloss/dz of the last layer
         for layer in reversed(range(self.n_layers)):
-            grads[f"layers.{layer}.weight"] = delta.T @ activations[layer]
-            grads[f"layers.{layer}.bias"] = delta.sum(axis=0)
+            weight, bias, _ = self.layers[layer]
+            grads[weight] = delta.T @ activations[layer]
+            grads[bias] = delta.sum(axis=0)
             if layer:
-                delta = (delta @ self.params[f"layers.{layer}.weight"]) * slopes[layer - 1]
+                delta = (delta @ self.params[weight]) * slopes[layer - 1]
         grads = {name: grads[name] for name in self.params}  # state_dict order
         self.optimizer.step(self.params, grads)
         self._forward_pass = None

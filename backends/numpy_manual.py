@@ -48,14 +48,9 @@ class NumpyModel:
         self.x = inputs.x.astype(dtype)
         self.y = inputs.y.astype(dtype)
         self.n_layers = case.network.n_layers
-        hidden = ACTIVATIONS[case.network.activation]
-        last = ACTIVATIONS[case.network.output_activation]
-        # Per layer: weight name, bias name, activation (value and derivative).
-        self.layers = [
-            (weight, bias, last if layer == self.n_layers - 1 else hidden)
-            for layer, (weight, bias) in enumerate(zip(names[0::2], names[1::2], strict=True))
-        ]
-        self.loss = LOSSES[case.loss.name]
+        self.hidden = ACTIVATIONS[case.network.activation]
+        self.last = ACTIVATIONS[case.network.output_activation]
+        self.layer_names = list(zip(names[0::2], names[1::2], strict=True))  # (weight, bias)
         self.loss_name = case.loss.name
         self.loss_args = case.loss.args
         self.optimizer = Optimizer(case.optimizer.name, case.optimizer.args)
@@ -69,7 +64,8 @@ class NumpyModel:
         """
         if self._forward_pass is None:
             a, activations, slopes = self.x, [self.x], []
-            for weight, bias, activation in self.layers:
+            for layer, (weight, bias) in enumerate(self.layer_names):
+                activation = self.last if layer == self.n_layers - 1 else self.hidden
                 a, slope = activation(a @ self.params[weight].T + self.params[bias])
                 activations.append(a)
                 slopes.append(slope)
@@ -84,11 +80,11 @@ class NumpyModel:
 
     def train_step(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         activations, slopes = self._layers()
-        loss, dloss_dout = self.loss(activations[-1], self.y, self.loss_args)
+        loss, dloss_dout = LOSSES[self.loss_name](activations[-1], self.y, self.loss_args)
         grads: dict[str, np.ndarray] = {}
         delta = dloss_dout * slopes[-1]  # dloss/dz of the last layer
         for layer in reversed(range(self.n_layers)):
-            weight, bias, _ = self.layers[layer]
+            weight, bias = self.layer_names[layer]
             grads[weight] = delta.T @ activations[layer]
             grads[bias] = delta.sum(axis=0)
             if layer:

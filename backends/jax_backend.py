@@ -15,6 +15,7 @@ from backends.base import Backend, Model
 from harness import determinism
 from harness.cases import Case
 from harness.inputs import Inputs
+from harness.trace import Trace
 
 
 class JaxBackend(Backend):
@@ -44,6 +45,13 @@ class JaxBackend(Backend):
 
         return JaxJitModel(self.jit_cache, case, inputs)
 
+    def run(self, case: Case, inputs: Inputs) -> Trace:
+        """The whole case in one jitted call and one transfer (``WholeCase``, jax_jit.py)."""
+        dtype = np.dtype(getattr(self.jax.numpy, case.dtype))
+        whole_case = self.jit_cache.get(case, int(inputs.x.shape[0])).case
+        params = {name: value.astype(dtype) for name, value in inputs.params.items()}
+        return whole_case.trace(params, inputs.x.astype(dtype), inputs.y.astype(dtype), case.steps)
+
 
 class JaxEagerBackend(JaxBackend):
     """The same adapter op by op, without ``jax.jit``."""
@@ -53,6 +61,10 @@ class JaxEagerBackend(JaxBackend):
 
     def build(self, case: Case, inputs: Inputs) -> Model:
         return JaxModel(self.jax, self.optax, case, inputs)
+
+    def run(self, case: Case, inputs: Inputs) -> Trace:
+        """Op by op through the ``Model`` protocol, not the jitted whole case."""
+        return Backend.run(self, case, inputs)
 
 
 class JaxModel:
@@ -103,6 +115,11 @@ class JaxModel:
 
     def parameters(self) -> dict[str, np.ndarray]:
         return {name: _numpy(value) for name, value in self.params.items()}
+
+
+def _host(array: np.ndarray) -> np.ndarray:
+    """A fetched array as the harness takes it: bfloat16 widened (exactly) to float32."""
+    return array.astype(np.float32) if array.dtype.name == "bfloat16" else array
 
 
 def _numpy(array: Any) -> np.ndarray:

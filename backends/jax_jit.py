@@ -2,30 +2,87 @@
 
 The step is the eager adapter's math (optax loss and optimizer, ``jax.value_and_grad``)
 traced once; XLA may fuse and reorder it, which is exactly what comparing ``jax`` with
-``jax:eager`` tests.
+``jax:eager`` tests. ``JaxBackend.run`` runs a whole case as one jitted call
+(``JittedStep.case``: the steps in a ``lax.scan``) and fetches everything it recorded in one
+``device_get``, as a jitted training loop is written; the separate functions serve
+``build`` (the ``Model`` protocol) and the vectorized sweep.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from backends.jax_backend import _activation, _loss, _numpy, _optimizer
-from harness.cases import Case
+from backends.jax_backend import _activation, _host, _loss, _numpy, _optimizer
+from harness.cases import Case, param_names
 from harness.inputs import Inputs
 from harness.step_key import step_key
+from harness.trace import Trace
 
 
 @dataclass(frozen=True)
 class JittedStep:
-    """Compiled functions of one step key: optimizer init, forward pass, train step."""
+    """Compiled functions of one step key: optimizer init, forward pass, train step, and the
+    whole case (every recorded array of any number of steps)."""
 
     init: Any
     outputs: Any  # every layer's output
     step: Any
+    case: WholeCase
+
+
+class WholeCase:
+    """A whole case as one jitted call returning one flat array, fetched in one transfer.
+
+    Per-array fetches cost more than the small case's math, so the recorded arrays are
+    concatenated on the device and cut back into the trace's arrays (views) on the host.
+    """
+
+    def __init__(self, jax: Any, recorded: Any, n_layers: int, names: list[str]) -> None:
+        self.jax, self.recorded, self.n_layers, self.names = jax, recorded, n_layers, names
+        jnp = jax.numpy
+
+        def flat(params: dict[str, Any], x: Any, y: Any, steps: int) -> Any:
+            return jnp.concatenate([jnp.ravel(a) for a in recorded(params, x, y, steps)])
+
+        self.flat = jax.jit(flat, static_argnames="steps")
+        self.shapes: dict[int, list[tuple[int, ...]]] = {}  # by steps
+
+    def trace(
+        self, params: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray, steps: int
+    ) -> Trace:
+        values = _host(np.asarray(self.jax.device_get(self.flat(params, x, y, steps=steps))))
+        arrays, start = [], 0
+        for shape in self._shapes(params, x, y, steps):
+            size = math.prod(shape)
+            arrays.append(values[start : start + size].reshape(shape))
+            start += size
+        layers, rest = arrays[: self.n_layers], arrays[self.n_layers :]
+        losses, rest = rest[0], rest[1:]
+        n = len(self.names)
+        grads = dict(zip(self.names, rest[:n], strict=True))
+        updated = dict(zip(self.names, rest[n : 2 * n], strict=True))
+        return Trace(
+            output=layers[-1][0],
+            losses=[losses[i, ...] for i in range(steps)],
+            grads=[{name: g[i] for name, g in grads.items()} for i in range(steps)],
+            params=[{name: p[i] for name, p in updated.items()} for i in range(steps)],
+            output_after=rest[2 * n],
+            activations=[[a[i] for a in layers[:-1]] for i in range(steps)],
+        )
+
+    def _shapes(
+        self, params: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray, steps: int
+    ) -> list[tuple[int, ...]]:
+        """The recorded arrays' shapes; a step key fixes all but the number of steps."""
+        if steps not in self.shapes:
+            found = self.jax.eval_shape(lambda p, x, y: self.recorded(p, x, y, steps), params, x, y)
+            self.shapes[steps] = [tuple(a.shape) for a in found]
+        return self.shapes[steps]
 
 
 class JitCache:
@@ -68,7 +125,35 @@ class JitCache:
             updates, opt_state = optimizer.update(grads, opt_state, params)
             return value, grads, optax.apply_updates(params, updates), opt_state
 
-        return JittedStep(jax.jit(optimizer.init), jax.jit(outputs), jax.jit(step))
+        names = param_names(case.network.sizes)
+
+        def recorded(params: dict[str, Any], x: Any, y: Any, steps: int) -> list[Any]:
+            """Every array the case records, stacked over steps, in ``WholeCase`` order."""
+
+            def one_step(carry: tuple[Any, Any], _: None) -> tuple[tuple[Any, Any], Any]:
+                params, opt_state = carry
+                found = outputs(params, x)
+                value, grads, params, opt_state = step(params, opt_state, x, y)
+                return (params, opt_state), (found, value, grads, params)
+
+            carry = (params, optimizer.init(params))
+            (params, _), (found, losses, grads, updated) = jax.lax.scan(
+                one_step, carry, length=steps
+            )
+            return [
+                *found,  # every layer's output before each step's update
+                losses,
+                *(grads[name] for name in names),
+                *(updated[name] for name in names),
+                outputs(params, x)[-1],  # after the last update
+            ]
+
+        return JittedStep(
+            jax.jit(optimizer.init),
+            jax.jit(outputs),
+            jax.jit(step),
+            WholeCase(jax, recorded, n_layers, names),
+        )
 
 
 class JaxJitModel:

@@ -43,28 +43,34 @@ def _has_ml_dtypes() -> bool:
 class NumpyModel:
     def __init__(self, case: Case, inputs: Inputs) -> None:
         dtype = numpy_dtype(case.dtype)
-        self.params = {
-            name: inputs.params[name].astype(dtype) for name in param_names(case.network.sizes)
-        }
+        names = param_names(case.network.sizes)
+        self.params = {name: inputs.params[name].astype(dtype) for name in names}
         self.x = inputs.x.astype(dtype)
         self.y = inputs.y.astype(dtype)
         self.n_layers = case.network.n_layers
         self.hidden = ACTIVATIONS[case.network.activation]
         self.last = ACTIVATIONS[case.network.output_activation]
+        self.layer_names = list(zip(names[0::2], names[1::2], strict=True))  # (weight, bias)
         self.loss_name = case.loss.name
         self.loss_args = case.loss.args
         self.optimizer = Optimizer(case.optimizer.name, case.optimizer.args)
+        self._forward_pass: tuple[list[np.ndarray], list[np.ndarray]] | None = None
 
     def _layers(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """Activations a_0 = x, a_1 .. a_L and derivatives f'(z_1) .. f'(z_L)."""
-        activations, slopes = [self.x], []
-        for layer in range(self.n_layers):
-            w, b = self.params[f"layers.{layer}.weight"], self.params[f"layers.{layer}.bias"]
-            z = activations[-1] @ w.T + b
-            a, slope = (self.last if layer == self.n_layers - 1 else self.hidden)(z)
-            activations.append(a)
-            slopes.append(slope)
-        return activations, slopes
+        """Activations a_0 = x, a_1 .. a_L and derivatives f'(z_1) .. f'(z_L).
+
+        Computed once per parameter values: the output, the hidden layers' outputs and the
+        step's backward pass all read the same forward pass; the update invalidates it.
+        """
+        if self._forward_pass is None:
+            a, activations, slopes = self.x, [self.x], []
+            for layer, (weight, bias) in enumerate(self.layer_names):
+                activation = self.last if layer == self.n_layers - 1 else self.hidden
+                a, slope = activation(a @ self.params[weight].T + self.params[bias])
+                activations.append(a)
+                slopes.append(slope)
+            self._forward_pass = activations, slopes
+        return self._forward_pass
 
     def forward(self) -> np.ndarray:
         return self._layers()[0][-1]
@@ -78,13 +84,20 @@ class NumpyModel:
         grads: dict[str, np.ndarray] = {}
         delta = dloss_dout * slopes[-1]  # dloss/dz of the last layer
         for layer in reversed(range(self.n_layers)):
-            grads[f"layers.{layer}.weight"] = delta.T @ activations[layer]
-            grads[f"layers.{layer}.bias"] = delta.sum(axis=0)
+            weight, bias = self.layer_names[layer]
+            grads[weight] = delta.T @ activations[layer]
+            grads[bias] = delta.sum(axis=0)
             if layer:
-                delta = (delta @ self.params[f"layers.{layer}.weight"]) * slopes[layer - 1]
+                delta = (delta @ self.params[weight]) * slopes[layer - 1]
         grads = {name: grads[name] for name in self.params}  # state_dict order
         self.optimizer.step(self.params, grads)
+        self._forward_pass = None
         return np.asarray(loss), grads
+
+    def load_parameters(self, params: dict[str, np.ndarray]) -> None:
+        """Replace the current parameters (and forget the forward pass made with the old ones)."""
+        self.params = params
+        self._forward_pass = None
 
     def parameters(self) -> dict[str, np.ndarray]:
         return {name: value.copy() for name, value in self.params.items()}

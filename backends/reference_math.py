@@ -22,9 +22,9 @@ _GELU_TANH_CUBIC = 0.044715
 
 
 def _sigmoid(z: Array) -> Array:
-    # Split by sign so exp never overflows: for z < 0, e^z / (1 + e^z).
-    e = np.exp(-np.abs(z))
-    return np.where(z >= 0, 1 / (1 + e), e / (1 + e)).astype(z.dtype)
+    # 1 / (1 + e^-z) for z >= 0 and e^z / (1 + e^z) below, so exp never overflows; both at
+    # once as e^min(z, 0) / (1 + e^-|z|), without a branch (np.where costs more than an exp).
+    return (np.exp(np.minimum(z, 0)) / (1 + np.exp(-np.abs(z)))).astype(z.dtype, copy=False)
 
 
 def _erf_of(z: Array) -> Array:

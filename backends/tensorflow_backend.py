@@ -7,7 +7,7 @@ Keras' own ``fit`` does; ``tensorflow:eager`` runs it op by op.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -16,6 +16,8 @@ from backends.base import Backend, Model
 from harness import determinism
 from harness.cases import Case
 from harness.inputs import Inputs
+from harness.step_key import step_key
+from harness.trace import Trace
 
 
 class TensorflowBackend(Backend):
@@ -57,6 +59,11 @@ class TensorflowBackend(Backend):
 
         return TensorflowFunctionModel(self.function_cache, case, inputs)
 
+    def run(self, case: Case, inputs: Inputs) -> Trace:
+        """The whole case in one ``tf.function`` call (``WholeCase``, tensorflow_function.py)."""
+        slot = self.function_cache.get(case, int(inputs.x.shape[0]))
+        return slot.whole_case.trace(inputs, case.steps)
+
 
 class TensorflowEagerBackend(TensorflowBackend):
     """The same adapter op by op, outside ``tf.function``."""
@@ -64,68 +71,118 @@ class TensorflowEagerBackend(TensorflowBackend):
     name = "tensorflow:eager"
     mode = "eager"
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.slots: dict[Hashable, KerasSlot] = {}
+
     def build(self, case: Case, inputs: Inputs) -> Model:
-        return TensorflowModel(self.tf, case, inputs)
+        key = step_key(case, int(inputs.x.shape[0]))
+        if key not in self.slots:
+            self.slots[key] = KerasSlot(self.tf, case)
+        return TensorflowModel(self.tf, self.slots[key], case, inputs)
+
+    def run(self, case: Case, inputs: Inputs) -> Trace:
+        """Op by op through the ``Model`` protocol, not the whole-case function."""
+        return Backend.run(self, case, inputs)
+
+
+def use_floatx(keras: Any, dtype: str) -> None:
+    """Keras makes its optimizer variables (learning rate ...) and casts some constants in
+    floatx: float64 cases need float64 there, lower precisions keep float32
+    hyper-parameters as torch does."""
+    keras.config.set_floatx("float64" if dtype == "float64" else "float32")
+
+
+class KerasSlot:
+    """One step key's ``Dense`` layers, Keras loss and built Keras optimizer, reused by every
+    case of the key: making and building them costs more than a small case's math.
+
+    ``reset`` gives a case its initial weights and the optimizer's freshly built state
+    (slots, iteration count) in the same variables, so no state passes between cases.
+    """
+
+    def __init__(self, tf: Any, case: Case) -> None:
+        keras = tf.keras
+        self.tf, self.keras, self.dtype = tf, keras, case.dtype
+        use_floatx(keras, case.dtype)
+        self.layers = []
+        for fan_in, fan_out in itertools.pairwise(case.network.sizes):
+            dense = keras.layers.Dense(fan_out, dtype=case.dtype)
+            dense.build((None, fan_in))
+            self.layers.append(dense)
+        self.variables = [v for dense in self.layers for v in (dense.kernel, dense.bias)]
+        self.hidden = _activation(tf.nn, case.network.activation)
+        self.last = _activation(tf.nn, case.network.output_activation)
+        self.loss_fn = _loss(tf, case.loss.name, case.loss.args, case.dtype)
+        self.optimizer = _optimizer(keras.optimizers, case.optimizer.name, case.optimizer.args)
+        self.optimizer.build(self.variables)
+        self.fresh_state = [v.numpy() for v in self.optimizer.variables]
+
+    def outputs(self, x: Any) -> list[Any]:
+        """Every layer's output after its activation; the last is the network's."""
+        a, found = x, []
+        for i, dense in enumerate(self.layers):
+            a = (self.last if i == len(self.layers) - 1 else self.hidden)(dense(a))
+            found.append(a)
+        return found
+
+    def reset(self, inputs: Inputs) -> None:
+        """The case's initial weights and a freshly built optimizer, in the same variables."""
+        use_floatx(self.keras, self.dtype)
+        for layer, dense in enumerate(self.layers):
+            dense.kernel.assign(inputs.params[f"layers.{layer}.weight"].T)  # Keras: (in, out)
+            dense.bias.assign(inputs.params[f"layers.{layer}.bias"])
+        for variable, value in zip(self.optimizer.variables, self.fresh_state, strict=True):
+            variable.assign(value)
 
 
 class TensorflowModel:
-    def __init__(self, tf: Any, case: Case, inputs: Inputs) -> None:
-        self.tf = tf
-        keras = tf.keras
-        dtype = case.dtype
-        # Keras creates its optimizer variables (learning rate ...) in floatx: float64 cases
-        # need float64 there, lower precisions keep float32 hyper-parameters as torch does.
-        keras.config.set_floatx("float64" if dtype == "float64" else "float32")
-        sizes = case.network.sizes
-        self.layers = []
-        for layer, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes)):
-            dense = keras.layers.Dense(fan_out, dtype=dtype)
-            dense.build((None, fan_in))
-            dense.kernel.assign(
-                inputs.params[f"layers.{layer}.weight"].T
-            )  # Keras kernels are (in, out)
-            dense.bias.assign(inputs.params[f"layers.{layer}.bias"])
-            self.layers.append(dense)
-        self.x = tf.constant(inputs.x, dtype=dtype)
-        self.y = tf.constant(inputs.y, dtype=dtype)
-        self.hidden = _activation(tf.nn, case.network.activation)
-        self.last = _activation(tf.nn, case.network.output_activation)
-        self.loss_fn = _loss(tf, case.loss.name, case.loss.args, dtype)
-        self.optimizer = _optimizer(keras.optimizers, case.optimizer.name, case.optimizer.args)
-        self.variables = [v for dense in self.layers for v in (dense.kernel, dense.bias)]
-        self.optimizer.build(self.variables)
+    """One case, run eagerly in its step key's slot; only one case uses a slot at a time."""
 
-    def _output(self) -> Any:
-        a = self.x
-        for i, dense in enumerate(self.layers):
-            a = (self.last if i == len(self.layers) - 1 else self.hidden)(dense(a))
-        return a
+    def __init__(self, tf: Any, slot: KerasSlot, case: Case, inputs: Inputs) -> None:
+        self.tf, self.slot = tf, slot
+        slot.reset(inputs)
+        self.x = tf.constant(inputs.x, dtype=case.dtype)
+        self.y = tf.constant(inputs.y, dtype=case.dtype)
+        self._forward: tuple[Any, list[Any]] | None = None
+
+    def _forward_pass(self) -> tuple[Any, list[Any]]:
+        """A gradient tape and every layer's output at the current parameters, recorded on it.
+
+        One forward pass per parameter values serves the output, the hidden layers' outputs
+        and the step's loss (as a training loop uses the output it logged): the step
+        re-enters the same tape to add the loss. The update invalidates it.
+        """
+        if self._forward is None:
+            tape = self.tf.GradientTape()
+            with tape:
+                outputs = self.slot.outputs(self.x)
+            self._forward = tape, outputs
+        return self._forward
 
     def forward(self) -> np.ndarray:
-        return _numpy(self._output())
+        return _numpy(self._forward_pass()[1][-1])
 
     def layer_outputs(self) -> list[np.ndarray]:
-        outputs, a = [], self.x
-        for dense in self.layers[:-1]:
-            a = self.hidden(dense(a))
-            outputs.append(_numpy(a))
-        return outputs
+        return [_numpy(a) for a in self._forward_pass()[1][:-1]]
 
     def train_step(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        with self.tf.GradientTape() as tape:
-            loss = self.loss_fn(self.y, self._output())
-        grads = tape.gradient(loss, self.variables)
+        tape, outputs = self._forward_pass()
+        with tape:
+            loss = self.slot.loss_fn(self.y, outputs[-1])
+        grads = tape.gradient(loss, self.slot.variables)
         recorded = self._by_name(grads)
-        self.optimizer.apply_gradients(zip(grads, self.variables, strict=True))
+        self.slot.optimizer.apply_gradients(zip(grads, self.slot.variables, strict=True))
+        self._forward = None
         return _numpy(loss), recorded
 
     def parameters(self) -> dict[str, np.ndarray]:
-        return self._by_name(self.variables)
+        return self._by_name(self.slot.variables)
 
     def _by_name(self, tensors: list[Any]) -> dict[str, np.ndarray]:
         """Kernel/bias pairs as ``state_dict`` entries, kernels transposed back to (out, in)."""
         named = {}
-        for layer in range(len(self.layers)):
+        for layer in range(len(self.slot.layers)):
             kernel, bias = tensors[2 * layer], tensors[2 * layer + 1]
             named[f"layers.{layer}.weight"] = _numpy(kernel).T.copy()
             named[f"layers.{layer}.bias"] = _numpy(bias)

@@ -1,70 +1,162 @@
 """The ``tf.function`` TensorFlow model: persistent Keras layers and optimizer per step key.
 
 A ``tf.function`` retraces when it meets new variables, so each step key keeps one set of
-``Dense`` layers and one built Keras optimizer for the whole run; a case assigns its initial
-weights to them and restores the optimizer's freshly built state (slots, iteration count).
-The traced step is the eager adapter's code (``GradientTape``, Keras loss, ``apply_gradients``).
+``Dense`` layers and one built Keras optimizer for the whole run (the eager adapter's
+``KerasSlot``); a case assigns its initial weights to them and restores the optimizer's
+freshly built state (slots, iteration count). The traced step is the eager adapter's code
+(``GradientTape``, Keras loss, ``apply_gradients``). ``TensorflowBackend.run`` runs a whole
+case as one traced call (``WholeCase``); the per-step functions serve ``build``.
 """
 
 from __future__ import annotations
 
-import itertools
+import math
 from collections.abc import Hashable
 from typing import Any
 
 import numpy as np
 
-from backends.tensorflow_backend import _activation, _loss, _numpy, _optimizer
-from harness.cases import Case
+from backends.tensorflow_backend import KerasSlot, _numpy, use_floatx
+from harness.cases import Case, param_names
 from harness.inputs import Inputs
 from harness.step_key import step_key
+from harness.trace import Trace
 
 
-class FunctionSlot:
+class FunctionSlot(KerasSlot):
     """One step key's layers, optimizer and traced functions, reused by every case of the key."""
 
     def __init__(self, tf: Any, case: Case) -> None:
-        keras = tf.keras
-        # As in the eager adapter: Keras makes the learning-rate variable in floatx.
-        keras.config.set_floatx("float64" if case.dtype == "float64" else "float32")
-        self.layers = []
-        for fan_in, fan_out in itertools.pairwise(case.network.sizes):
-            dense = keras.layers.Dense(fan_out, dtype=case.dtype)
-            dense.build((None, fan_in))
-            self.layers.append(dense)
-        self.variables = [v for dense in self.layers for v in (dense.kernel, dense.bias)]
-        hidden = _activation(tf.nn, case.network.activation)
-        last = _activation(tf.nn, case.network.output_activation)
-        loss_fn = _loss(tf, case.loss.name, case.loss.args, case.dtype)
-        self.optimizer = _optimizer(keras.optimizers, case.optimizer.name, case.optimizer.args)
-        self.optimizer.build(self.variables)
-        self.fresh_state = [v.numpy() for v in self.optimizer.variables]
+        super().__init__(tf, case)
+        self.traced_outputs = tf.function(self.outputs)
+        self.step = tf.function(self.train_step)
+        self.whole_case = WholeCase(tf, self, case)
 
-        def outputs(x: Any) -> list[Any]:
-            """Every layer's output after its activation; the last is the network's."""
-            a, found = x, []
-            for i, dense in enumerate(self.layers):
-                a = (last if i == len(self.layers) - 1 else hidden)(dense(a))
-                found.append(a)
-            return found
+    def train_step(self, x: Any, y: Any) -> tuple[Any, list[Any]]:
+        """Loss and gradients at the current weights, then the optimizer's update."""
+        with self.tf.GradientTape() as tape:
+            loss = self.loss_fn(y, self.outputs(x)[-1])
+        grads = tape.gradient(loss, self.variables)
+        self.optimizer.apply_gradients(zip(grads, self.variables, strict=True))
+        return loss, grads
 
-        def step(x: Any, y: Any) -> tuple[Any, list[Any]]:
-            with tf.GradientTape() as tape:
-                loss = loss_fn(y, outputs(x)[-1])
-            grads = tape.gradient(loss, self.variables)
-            self.optimizer.apply_gradients(zip(grads, self.variables, strict=True))
-            return loss, grads
 
-        self.outputs = tf.function(outputs)
-        self.step = tf.function(step)
+class WholeCase:
+    """A whole case as one ``tf.function`` call taking one array and returning one tensor.
 
-    def reset(self, inputs: Inputs) -> None:
-        """The case's initial weights and a freshly built optimizer, in the same variables."""
-        for layer, dense in enumerate(self.layers):
-            dense.kernel.assign(inputs.params[f"layers.{layer}.weight"].T)  # Keras: (in, out)
-            dense.bias.assign(inputs.params[f"layers.{layer}.bias"])
-        for variable, value in zip(self.optimizer.variables, self.fresh_state, strict=True):
-            variable.assign(value)
+    Each eager call, assignment and conversion costs more than the small case's math, so
+    the case's initial values go in as one float64 vector, the weights and the optimizer's
+    fresh state are assigned inside the function, the steps run in a ``tf.range`` loop (as
+    Keras' own ``steps_per_execution`` loop does), and every recorded tensor comes back
+    concatenated, for one ``.numpy()``; the host cuts it into the trace's arrays (views).
+    """
+
+    def __init__(self, tf: Any, slot: FunctionSlot, case: Case) -> None:
+        self.tf, self.slot = tf, slot
+        sizes = case.network.sizes
+        self.names = param_names(sizes)
+        self.n_layers = len(sizes) - 1
+        dtype = tf.as_dtype(case.dtype)
+        shapes = [tuple(v.shape) for v in slot.variables]
+
+        def run_case(initial: Any, batch: int, steps: int) -> Any:
+            values = tf.cast(initial, dtype)  # float64 already rounded to dtype: exact
+            parts = tf.split(values, [math.prod(s) for s in shapes] + [batch * sizes[0], -1])
+            for variable, part, shape in zip(slot.variables, parts, shapes, strict=False):
+                variable.assign(tf.reshape(part, shape))
+            for variable, fresh in zip(slot.optimizer.variables, slot.fresh_state, strict=True):
+                variable.assign(fresh)
+            x = tf.reshape(parts[-2], (batch, sizes[0]))
+            y = tf.reshape(parts[-1], (batch, sizes[-1]))
+
+            # Recorded in float64 (every float16/bfloat16/float32 value is one): one dtype
+            # to concatenate, whatever dtype Keras gives a loss.
+            def stacks(count: int) -> list[Any]:
+                return [tf.TensorArray(tf.float64, size=steps) for _ in range(count)]
+
+            def wide(tensor: Any) -> Any:
+                return tf.cast(tensor, tf.float64)
+
+            layers, (losses,), grads, updated = (
+                stacks(self.n_layers),
+                stacks(1),
+                stacks(len(shapes)),
+                stacks(len(shapes)),
+            )
+            for i in tf.range(steps):
+                layers = [
+                    ta.write(i, wide(a)) for ta, a in zip(layers, slot.outputs(x), strict=True)
+                ]
+                loss, step_grads = slot.train_step(x, y)
+                losses = losses.write(i, wide(loss))
+                grads = [ta.write(i, wide(g)) for ta, g in zip(grads, step_grads, strict=True)]
+                updated = [
+                    ta.write(i, wide(v)) for ta, v in zip(updated, slot.variables, strict=True)
+                ]
+            recorded = [ta.stack() for ta in (*layers, losses, *grads, *updated)]
+            recorded.append(wide(slot.outputs(x)[-1]))  # after the last update
+            return tf.concat([tf.reshape(t, [-1]) for t in recorded], axis=0)
+
+        self.function = tf.function(run_case)
+        self.batch_shapes: dict[tuple[int, int], list[tuple[int, ...]]] = {}
+
+    def trace(self, inputs: Inputs, steps: int) -> Trace:
+        initial = np.concatenate(
+            [
+                *(_keras_layout(name, inputs).ravel() for name in self.names),
+                inputs.x.ravel(),
+                inputs.y.ravel(),
+            ]
+        )
+        batch = int(inputs.x.shape[0])
+        use_floatx(self.slot.keras, self.slot.dtype)  # a new number of steps traces again
+        values = self.function(initial, batch, steps).numpy()
+        arrays, start = [], 0
+        for shape in self._shapes(batch, steps, int(inputs.y.shape[1])):
+            size = math.prod(shape)
+            arrays.append(values[start : start + size].reshape(shape))
+            start += size
+        layers, rest = arrays[: self.n_layers], arrays[self.n_layers :]
+        losses, rest = rest[0], rest[1:]
+        n = len(self.names)
+        # Keras kernels are (in, out): transposed views give the case's (out, in) layout.
+        grads = {
+            name: _state_dict_layout(name, g) for name, g in zip(self.names, rest[:n], strict=True)
+        }
+        updated = {
+            name: _state_dict_layout(name, p)
+            for name, p in zip(self.names, rest[n : 2 * n], strict=True)
+        }
+        return Trace(
+            output=layers[-1][0],
+            losses=[losses[i, ...] for i in range(steps)],
+            grads=[{name: g[i] for name, g in grads.items()} for i in range(steps)],
+            params=[{name: p[i] for name, p in updated.items()} for i in range(steps)],
+            output_after=rest[2 * n],
+            activations=[[a[i] for a in layers[:-1]] for i in range(steps)],
+        )
+
+    def _shapes(self, batch: int, steps: int, outputs: int) -> list[tuple[int, ...]]:
+        """Shapes of the recorded tensors, in the order ``run_case`` concatenates them."""
+        widths = [int(dense.units) for dense in self.slot.layers]
+        variables = [tuple(v.shape) for v in self.slot.variables]
+        return [
+            *((steps, batch, w) for w in widths),
+            (steps,),
+            *((steps, *s) for s in variables),
+            *((steps, *s) for s in variables),
+            (batch, outputs),
+        ]
+
+
+def _keras_layout(name: str, inputs: Inputs) -> np.ndarray:
+    value = inputs.params[name]
+    return value.T if name.endswith(".weight") else value  # Keras kernels are (in, out)
+
+
+def _state_dict_layout(name: str, stacked: np.ndarray) -> np.ndarray:
+    """Per-step kernels ``(steps, in, out)`` as ``(steps, out, in)`` weights; biases as they are."""
+    return stacked.transpose(0, 2, 1) if name.endswith(".weight") else stacked
 
 
 class FunctionCache:
@@ -92,10 +184,10 @@ class TensorflowFunctionModel:
         self.y = tf.constant(inputs.y, dtype=case.dtype)
 
     def forward(self) -> np.ndarray:
-        return _numpy(self.slot.outputs(self.x)[-1])
+        return _numpy(self.slot.traced_outputs(self.x)[-1])
 
     def layer_outputs(self) -> list[np.ndarray]:
-        return [_numpy(a) for a in self.slot.outputs(self.x)[:-1]]
+        return [_numpy(a) for a in self.slot.traced_outputs(self.x)[:-1]]
 
     def train_step(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         loss, grads = self.slot.step(self.x, self.y)

@@ -26,69 +26,95 @@ class TorchBackend(Backend):
 
         self.torch = torch
         determinism.configure_torch(torch)
+        self.networks: dict[tuple[tuple[int, ...], str], TorchNetwork] = {}
 
     def build(self, case: Case, inputs: Inputs) -> Model:
-        return TorchModel(self.torch, case, inputs)
+        key = (case.network.sizes, case.dtype)
+        if key not in self.networks:
+            self.networks[key] = TorchNetwork(self.torch, case.network.sizes, case.dtype)
+        return TorchModel(self.torch, self.networks[key], case, inputs)
+
+
+class TorchNetwork:
+    """A stack of ``nn.Linear`` of one shape and dtype, reused by every case of that shape.
+
+    Making modules is most of a small case's cost (``nn.Linear`` initialises its weights
+    randomly, only for a case to overwrite them); a case loads its weights into these ones.
+    """
+
+    def __init__(self, torch: Any, sizes: tuple[int, ...], dtype: str) -> None:
+        nn = torch.nn
+        self.net = nn.Module()
+        self.net.layers = nn.ModuleList(
+            nn.Linear(fan_in, fan_out, dtype=getattr(torch, dtype))
+            for fan_in, fan_out in itertools.pairwise(sizes)
+        )
+        self.named_parameters = list(self.net.named_parameters())
+        self.parameters = [p for _, p in self.named_parameters]
 
 
 class TorchModel:
-    def __init__(self, torch: Any, case: Case, inputs: Inputs) -> None:
-        self.torch = torch
-        nn, functional = torch.nn, torch.nn.functional
+    """One case in its shape's network; cases run one after another, never interleaved."""
+
+    def __init__(self, torch: Any, network: TorchNetwork, case: Case, inputs: Inputs) -> None:
+        self.torch, self.network = torch, network
         dtype = getattr(torch, case.dtype)
-        sizes = case.network.sizes
-        self.net = nn.Module()
-        self.net.layers = nn.ModuleList(
-            nn.Linear(fan_in, fan_out, dtype=dtype) for fan_in, fan_out in itertools.pairwise(sizes)
-        )
         with torch.no_grad():
-            for name, tensor in self.net.state_dict(keep_vars=True).items():
-                tensor.copy_(torch.from_numpy(inputs.params[name]))  # float64 -> dtype: exact
+            for name, p in network.named_parameters:
+                p.copy_(torch.from_numpy(inputs.params[name]))  # float64 -> dtype: exact
+                p.grad = None
         self.x = torch.from_numpy(inputs.x).to(dtype)
         self.y = torch.from_numpy(inputs.y).to(dtype)
+        functional = torch.nn.functional
         self.hidden = _activation(functional, case.network.activation)
         self.last = _activation(functional, case.network.output_activation)
-        self.loss_fn = _loss(nn, case.loss.name, case.loss.args)
+        self.loss_fn = _loss(torch.nn, case.loss.name, case.loss.args)
+        # A fresh optimizer per case: no state (momentum, step count) leaks between cases.
         self.optimizer = _optimizer(
-            torch.optim, self.net.parameters(), case.optimizer.name, case.optimizer.args
+            torch.optim, network.parameters, case.optimizer.name, case.optimizer.args
         )
+        self._outputs: list[Any] | None = None
 
-    def _output(self) -> Any:
-        a = self.x
-        layers = self.net.layers
-        for i, layer in enumerate(layers):
-            a = (self.last if i == len(layers) - 1 else self.hidden)(layer(a))
-        return a
+    def _layer_outputs(self) -> list[Any]:
+        """Every layer's output at the current parameters, recorded for autograd.
+
+        One forward pass per parameter values serves the output, the hidden layers' outputs
+        and the step's loss (as a training loop uses the output it logged); the update
+        invalidates it.
+        """
+        if self._outputs is None:
+            a, outputs = self.x, []
+            layers = self.network.net.layers
+            for i, layer in enumerate(layers):
+                a = (self.last if i == len(layers) - 1 else self.hidden)(layer(a))
+                outputs.append(a)
+            self._outputs = outputs
+        return self._outputs
 
     def forward(self) -> np.ndarray:
-        with self.torch.no_grad():
-            return _numpy(self._output())
+        return _numpy(self._layer_outputs()[-1])
 
     def layer_outputs(self) -> list[np.ndarray]:
-        outputs, a = [], self.x
-        with self.torch.no_grad():
-            for layer in list(self.net.layers)[:-1]:
-                a = self.hidden(layer(a))
-                outputs.append(_numpy(a))
-        return outputs
+        return [_numpy(a) for a in self._layer_outputs()[:-1]]
 
     def train_step(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         self.optimizer.zero_grad()
-        loss = self.loss_fn(self._output(), self.y)
+        loss = self.loss_fn(self._layer_outputs()[-1], self.y)
         loss.backward()
-        grads = {name: _numpy(p.grad) for name, p in self.net.named_parameters()}
+        grads = {name: _numpy(p.grad) for name, p in self.network.named_parameters}
         self.optimizer.step()
-        return _numpy(loss.detach()), grads
+        self._outputs = None
+        return _numpy(loss), grads
 
     def parameters(self) -> dict[str, np.ndarray]:
-        return {name: _numpy(p.detach()) for name, p in self.net.named_parameters()}
+        return {name: _numpy(p) for name, p in self.network.named_parameters}
 
 
 def _numpy(tensor: Any) -> np.ndarray:
     # NumPy has no bfloat16: widen it to float32, which holds every bfloat16 value exactly.
     if str(tensor.dtype) == "torch.bfloat16":
         tensor = tensor.float()
-    return tensor.detach().cpu().numpy().copy()
+    return tensor.numpy(force=True).copy()  # force: detached, on the CPU
 
 
 def _activation(functional: Any, name: str) -> Any:

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from backends.torch_backend import TorchModel, _numpy, _optimizer
+from backends.torch_backend import TorchModel, TorchNetwork, _numpy, _optimizer
 from harness.batch_trace import BatchInputs, BatchTrace
 from harness.cases import Case, param_names
 from harness.inputs import Inputs
@@ -23,8 +23,9 @@ def run_batch(backend: Any, case: Case, inputs: BatchInputs) -> BatchTrace:
     torch = backend.torch
     func = torch.func
     first = Inputs({name: p[0] for name, p in inputs.params.items()}, inputs.x[0], inputs.y[0])
-    model = TorchModel(torch, case, first)  # the adapter's layers, activations and loss
-    layers = list(model.net.layers)
+    network = TorchNetwork(torch, case.network.sizes, case.dtype)
+    model = TorchModel(torch, network, case, first)  # the adapter's layers, activations and loss
+    layers = list(network.net.layers)
     dtype = getattr(torch, case.dtype)
 
     def outputs(params: dict[str, Any], x: Any) -> list[Any]:

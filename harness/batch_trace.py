@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from harness.inputs import Inputs
-from harness.trace import computation_pieces
+from harness.trace import computation_pieces, row_layout
 
 
 @dataclass(frozen=True)
@@ -53,20 +53,11 @@ class BatchTrace:
         n = self.variants
         # Exact widening to float64, one (variants, values) block per piece, side by side.
         blocks = [np.asarray(a).astype(np.float64).reshape(n, -1) for _, _, _, a in pieces]
-        sizes = [b.shape[1] for b in blocks]
-        index = np.concatenate(
-            [
-                np.full(size, -1) if quantity == "loss" else np.arange(size)
-                for size, (_, quantity, _, _) in zip(sizes, pieces, strict=True)
-            ]
+        shapes = zip(pieces, blocks, strict=True)
+        layout = row_layout(
+            tuple((step, q, param, b.shape[1]) for (step, q, param, _), b in shapes)
         )
-        template = {
-            "step": np.repeat([p[0] for p in pieces], sizes).astype(np.int64),
-            "quantity": np.repeat(np.array([p[1] for p in pieces], dtype=object), sizes),
-            "param": np.repeat(np.array([p[2] for p in pieces], dtype=object), sizes),
-            "index": index.astype(np.int64),
-        }
-        columns = {key: np.tile(column, n) for key, column in template.items()}
-        columns["variant"] = np.repeat(np.arange(n), sum(sizes))
+        columns = {key: np.tile(column, n) for key, column in layout.items()}
+        columns["variant"] = np.repeat(np.arange(n), len(layout["step"]))
         columns["value"] = np.concatenate(blocks, axis=1).ravel()
         return columns

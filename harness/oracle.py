@@ -98,8 +98,9 @@ def finite_difference_error(case: Case, inputs: Inputs, step: float = 1e-6) -> f
 def _loss_with(
     model: NumpyModel, start: dict[str, np.ndarray], name: str, index: tuple[int, ...], h: float
 ) -> float:
-    model.params = {key: value.copy() for key, value in start.items()}
-    model.params[name][index] += h
+    params = {key: value.copy() for key, value in start.items()}
+    params[name][index] += h
+    model.load_parameters(params)
     output = model.forward()
     loss, _ = LOSSES[model.loss_name](output, model.y, model.loss_args)
     return float(loss)

@@ -6,6 +6,7 @@ long results table (SPEC §4) in computation order.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -35,21 +36,10 @@ class Trace:
     def rows(self) -> dict[str, np.ndarray]:
         """Columns ``step, quantity, param, index, value`` (value as exact float64)."""
         pieces = computation_pieces(self)
-        values = [_as_float64(array) for _, _, _, array in pieces]
-        sizes = [v.size for v in values]
-        scalar = [quantity == "loss" for _, quantity, _, _ in pieces]
-        return {
-            "step": np.repeat([p[0] for p in pieces], sizes).astype(np.int64),
-            "quantity": np.repeat(np.array([p[1] for p in pieces], dtype=object), sizes),
-            "param": np.repeat(np.array([p[2] for p in pieces], dtype=object), sizes),
-            "index": np.concatenate(
-                [
-                    np.full(n, -1) if is_scalar else np.arange(n)
-                    for n, is_scalar in zip(sizes, scalar, strict=True)
-                ]
-            ).astype(np.int64),
-            "value": np.concatenate([v.ravel() for v in values]) if values else np.empty(0),
-        }
+        arrays = [np.asarray(a) for _, _, _, a in pieces]
+        shapes = zip(pieces, arrays, strict=True)
+        layout = row_layout(tuple((step, q, param, a.size) for (step, q, param, _), a in shapes))
+        return {**layout, "value": _values_float64(arrays)}
 
 
 Piece = tuple[int, str, str, np.ndarray]  # step, quantity, param, values
@@ -79,6 +69,33 @@ def computation_pieces(trace: Trace | BatchTraceLike) -> list[Piece]:
     return pieces
 
 
-def _as_float64(array: np.ndarray) -> np.ndarray:
-    """Exact widening: every float16/bfloat16/float32 value is a float64 value."""
-    return np.asarray(array).astype(np.float64)
+PieceShape = tuple[int, str, str, int]  # step, quantity, param, number of values
+
+
+@functools.lru_cache(maxsize=1024)
+def row_layout(shapes: tuple[PieceShape, ...]) -> dict[str, np.ndarray]:
+    """Columns ``step, quantity, param, index`` of one case's rows, given its pieces' shapes.
+
+    They depend only on the layout, which every case of a step key shares, so they are built
+    once and handed out read-only: a per-case loop then only gathers the values.
+    """
+    sizes = [size for _, _, _, size in shapes]
+    columns = {
+        "step": np.repeat(np.array([s[0] for s in shapes], dtype=np.int64), sizes),
+        "quantity": np.repeat(np.array([s[1] for s in shapes], dtype=object), sizes),
+        "param": np.repeat(np.array([s[2] for s in shapes], dtype=object), sizes),
+        "index": np.concatenate(
+            [np.full(size, -1) if q == "loss" else np.arange(size) for _, q, _, size in shapes]
+            or [np.empty(0)]
+        ).astype(np.int64),
+    }
+    for column in columns.values():
+        column.flags.writeable = False
+    return columns
+
+
+def _values_float64(arrays: list[np.ndarray]) -> np.ndarray:
+    """The arrays' values in order, widened exactly (float16/bfloat16/float32 -> float64)."""
+    if not arrays:
+        return np.empty(0)
+    return np.concatenate([a.ravel() for a in arrays], dtype=np.float64, casting="unsafe")

@@ -55,3 +55,19 @@ def test_loss_gradient_matches_finite_difference(name):
             - LOSSES[name](output - bump, target, args)[0]
         ) / (2 * STEP)
     np.testing.assert_allclose(gradient, numeric, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32", "float64"])
+def test_the_references_mean_is_numpys_mean_bit_for_bit(dtype):
+    """The losses' fast mean must not move a single bit from ``ndarray.mean``."""
+    from backends.numpy_manual import numpy_dtype
+    from backends.reference_math import _mean
+
+    rng = np.random.default_rng(7)
+    for size in (1, 2, 3, 7, 12, 33, 1000):
+        for _ in range(100):
+            scale = 10 ** rng.uniform(-6, 4)
+            x = (rng.standard_normal((size, 1)) * scale).astype(numpy_dtype(dtype))
+            expected, got = x.mean(), _mean(x)
+            assert got.dtype == expected.dtype
+            assert np.asarray(got).tobytes() == np.asarray(expected).tobytes(), (size, x.ravel())

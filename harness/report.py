@@ -21,6 +21,7 @@ from harness.fingerprint import markdown as fingerprint_markdown
 from harness.html_report import report_html
 from harness.junit import junit_xml
 from harness.known import KnownDivergence
+from harness.localize import FAILING as FAILING_OR_KNOWN
 from harness.localize import first_divergence, off_oracle
 
 _UMASK = os.umask(0)
@@ -47,36 +48,70 @@ class PairSummary:
 
 
 def summarize(table: pd.DataFrame) -> list[PairSummary]:
+    """One summary per case × backend pair, in the table's order.
+
+    Counts and margins are grouped column-wise; only the few pairs with a failing or
+    skipped row are looked at row by row, so a sweep's summaries cost little per pair.
+    """
+    if table.empty:
+        return []
+    reference = str(table["backend"].iloc[0])  # compare puts it first
+    codes, pairs = pd.factorize(pd.MultiIndex.from_frame(table[["case", "backend"]]), sort=False)
+    n = len(pairs)
+    status = table["status"].to_numpy(dtype=object)
+    rank = pd.Series(status).map({s: i for i, s in enumerate(SEVERITY)}).to_numpy()
+    worst = np.full(n, len(SEVERITY))
+    np.minimum.at(worst, codes, np.nan_to_num(rank, nan=len(SEVERITY)).astype(np.int64))
+    is_compared = np.isin(status, ("ok", "diverged", "known", "expect_failed"))
+    compared = np.bincount(codes[is_compared], minlength=n)
+    mismatched = np.bincount(codes[np.isin(status, ("diverged", "expect_failed"))], minlength=n)
+    abs_err = table["abs_err"].to_numpy(dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        margins = abs_err / table["tol"].to_numpy(dtype=np.float64)
+    margins = np.where(abs_err == 0, 0.0, margins)
+    worst_margin = (
+        pd.Series(margins[is_compared]).groupby(codes[is_compared]).max().reindex(range(n))
+    ).to_numpy(dtype=np.float64)
+    first_row = np.unique(codes, return_index=True)[1]
+    versions = table["version"].to_numpy(dtype=object)[first_row]
+    causes = _first_per_pair(table["cause"].fillna("") if "cause" in table else None, codes, n)
+    looked_at = np.isin(status, (*FAILING_OR_KNOWN, "skipped"))
+    details = {int(code): rows for code, rows in table[looked_at].groupby(codes[looked_at])}
     summaries = []
-    reference = str(table["backend"].iloc[0]) if len(table) else ""  # compare puts it first
-    for (case, backend), rows in table.groupby(["case", "backend"], sort=False):
-        statuses = set(rows["status"])
-        status = next(s for s in SEVERITY if s in statuses) if statuses else "ok"
-        compared = rows[rows["status"].isin(("ok", "diverged", "known", "expect_failed"))]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            margins = (compared["abs_err"] / compared["tol"]).to_numpy(dtype=np.float64)
-        margins = np.where(compared["abs_err"].to_numpy() == 0, 0.0, margins)
-        first = first_divergence(rows)
-        causes = [c for c in rows["cause"].fillna("") if c] if "cause" in rows else []
+    for code, (case, backend) in enumerate(pairs):
+        rows = details.get(code)
+        first = first_divergence(rows) if rows is not None else None
         summaries.append(
             PairSummary(
                 case=str(case),
                 backend=str(backend),
-                version=str(rows["version"].iloc[0]),
-                status=status,
-                compared=len(compared),
-                mismatched=int(compared["status"].isin(("diverged", "expect_failed")).sum()),
-                worst_margin=float(np.nanmax(margins))
-                if len(margins) and not np.all(np.isnan(margins))
-                else float("nan"),
-                first_divergence=describe_row(first) if first is not None else _skip_reason(rows),
-                cause=causes[0] if causes else "",
+                version=str(versions[code]),
+                status=SEVERITY[worst[code]] if worst[code] < len(SEVERITY) else "ok",
+                compared=int(compared[code]),
+                mismatched=int(mismatched[code]),
+                worst_margin=float(worst_margin[code]),
+                first_divergence=describe_row(first)
+                if first is not None
+                else (_skip_reason(rows) if rows is not None else ""),
+                cause=causes[code],
                 off_oracle=off_oracle(first, reference)
                 if first is not None and first["status"] == "diverged"
                 else "",
             )
         )
     return summaries
+
+
+def _first_per_pair(column: pd.Series | None, codes: np.ndarray, n: int) -> list[str]:
+    """Each pair's first non-empty value of ``column`` ("" where it has none)."""
+    found = [""] * n
+    if column is None:
+        return found
+    values = column.to_numpy(dtype=object)
+    filled = np.flatnonzero(values != "")
+    for code, value in zip(codes[filled][::-1], values[filled][::-1], strict=True):
+        found[code] = str(value)  # walked backwards, so the first one is written last
+    return found
 
 
 def _skip_reason(rows: pd.DataFrame) -> str:

@@ -58,11 +58,21 @@ class SignalGuard:
     @contextmanager
     def holding(self) -> Iterator[None]:
         """Within the block the first signal is kept for ``raise_pending``, not raised."""
-        self._held = True
+        held, self._held = self._held, True
         try:
             yield
         finally:
-            self._held = False
+            self._held = held
+
+    @contextmanager
+    def releasing(self) -> Iterator[None]:
+        """Within a ``holding`` block, a block where signals raise again (a held one first)."""
+        held, self._held = self._held, False
+        try:
+            self.raise_pending()
+            yield
+        finally:
+            self._held = held
 
     def raise_pending(self) -> None:
         """Raise the ``Interrupted`` of a signal that came while signals were held."""

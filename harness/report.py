@@ -547,7 +547,11 @@ class ReportWriter:
             self._parquet_writer.close()
 
     def _partial(self, name: str) -> Path:
-        return self.out / f".{name}.writing"
+        """A fresh hidden file that grows into ``name``: two runs into one folder never share it."""
+        handle, path = tempfile.mkstemp(dir=self.out, prefix=f".{name}.", suffix=".writing")
+        os.close(handle)
+        os.chmod(path, 0o666 & ~_UMASK)  # mkstemp's 0600 would hide the report from CI readers
+        return Path(path)
 
 
 def extra_sections(environments: list[dict[str, Any]], repro: list[str]) -> str:

@@ -111,29 +111,33 @@ class RunSession:
         differ only in values (harness/vectorize.py).
         """
         self.options = options
-        self.out.mkdir(parents=True, exist_ok=True)
-        self._write_run_file("running")
-        self._stream = (self.out / PARTIAL_FILE).open("w", encoding="utf-8")
-        sizes = group_sizes(self.cases) if vectorize else None
-        try:
-            for start in range(0, len(self.cases), self.chunk_cases):
-                chunk = self.cases[start : start + self.chunk_cases]
-                raw = None
-                if self.stopped is None:
-                    raw = self._run_chunk(chunk, start, progress, sizes, **options)
-                if raw is None:
-                    raw = self._partial_frame(chunk)
-                if self.stopped is not None:
-                    self._guard.exit_at_once()  # from here on, a signal ends the process at once
-                with self._guard.holding():
+        # Held throughout, but while a chunk runs: a stop lands between two chunks.
+        with self._guard.holding():
+            try:
+                self.out.mkdir(parents=True, exist_ok=True)
+                self._write_run_file("running")
+                self._stream = (self.out / PARTIAL_FILE).open("w", encoding="utf-8")
+                sizes = group_sizes(self.cases) if vectorize else None
+                for start in range(0, len(self.cases), self.chunk_cases):
+                    chunk = self.cases[start : start + self.chunk_cases]
+                    raw = None
+                    if self.stopped is None:
+                        raw = self._run_chunk(chunk, start, progress, sizes, **options)
+                    if raw is None:
+                        self._guard.exit_at_once()  # stopped: a signal now ends the process
+                        raw = self._partial_frame(chunk)
                     yield chunk, raw
                     if self.stopped is None:
                         self._write_run_file("running")  # pairs_finished so far
-                self._outcomes.clear()
-                self._judged.clear()
-        finally:
-            self._guard.exit_at_once()
-            self._close_stream()
+                    self._outcomes.clear()
+                    self._judged.clear()
+                try:
+                    self._guard.raise_pending()  # came while the last chunk was written
+                except Interrupted as exc:
+                    self.stop(f"interrupted by {exc.signal_name}", exc.status)
+            finally:
+                self._guard.exit_at_once()
+                self._close_stream()
 
     def run(
         self, progress: Progress | None = None, *, vectorize: bool = False, **options: Any
@@ -158,19 +162,8 @@ class RunSession:
         """The chunk's raw results, or None when the run stopped during it."""
         reporter = _ChunkProgress(progress, start, len(self.cases)) if progress else None
         try:
-            self._guard.raise_pending()  # a signal that came while the last chunk was written
-            if sizes is not None:
-                raw = vectorized_run(
-                    chunk,
-                    self.backends,
-                    reporter,
-                    sizes=sizes,
-                    on_outcome=self.record,
-                    on_rows=self._stream_rows,
-                    **options,
-                )
-            else:
-                raw = run(chunk, self.backends, reporter, on_outcome=self.record, **options)
+            with self._guard.releasing():
+                raw = self._run_cases(chunk, reporter, sizes, **options)
         except Interrupted as exc:
             self.stop(f"interrupted by {exc.signal_name}", exc.status)
         except StopRun as exc:
@@ -183,6 +176,25 @@ class RunSession:
         if reporter:
             reporter.chunk_done(self.backends, start + len(chunk), chunk[-1].name)
         return raw
+
+    def _run_cases(
+        self,
+        chunk: list[Case],
+        reporter: Progress | None,
+        sizes: Mapping[Hashable, int] | None,
+        **options: Any,
+    ) -> pd.DataFrame:
+        if sizes is not None:
+            return vectorized_run(
+                chunk,
+                self.backends,
+                reporter,
+                sizes=sizes,
+                on_outcome=self.record,
+                on_rows=self._stream_rows,
+                **options,
+            )
+        return run(chunk, self.backends, reporter, on_outcome=self.record, **options)
 
     def record(self, outcome: Outcome) -> None:
         """Stream one outcome to disk; under ``--fail-fast``, stop at the first failure."""

@@ -28,7 +28,7 @@ from harness.errors import BackendUnavailable
 from harness.interrupts import Interrupted, SignalGuard
 from harness.outcome import Outcome
 from harness.report import atomic_write_text
-from harness.runner import Progress, empty_frame, outcomes_frame, run
+from harness.runner import Progress, outcomes_frame, run
 from harness.vectorize import group_sizes
 from harness.vectorize import run as vectorized_run
 
@@ -138,13 +138,6 @@ class RunSession:
             finally:
                 self._guard.exit_at_once()
                 self._close_stream()
-
-    def run(
-        self, progress: Progress | None = None, *, vectorize: bool = False, **options: Any
-    ) -> pd.DataFrame:
-        """The raw results table of every pair, or of those finished before a stop: all chunks."""
-        frames = [raw for _, raw in self.chunks(progress, vectorize=vectorize, **options)]
-        return pd.concat(frames, ignore_index=True) if frames else empty_frame()
 
     def stop(self, reason: str, status: int = 1) -> None:
         """End the run after the chunk at hand: later chunks are reported as not run."""

@@ -330,7 +330,7 @@ def _tree_rss_kb(pid: int) -> int:
 def memory_section(backends: Sequence[str], small: int, large: int) -> list[Row]:
     """Peak memory of ``crossgrad run --vectorize`` on a ``large`` sweep against a ``small`` one."""
     env = {**os.environ, **determinism.ENVIRONMENT, "PYTHONPATH": str(ROOT)}
-    chosen = ["--backend", ",".join(backends)] if backends else []
+    chosen = ["--backend", ",".join(backends)]
     usages = {}
     with tempfile.TemporaryDirectory() as folder:
         for variants in (small, large):
@@ -338,7 +338,7 @@ def memory_section(backends: Sequence[str], small: int, large: int) -> list[Row]
             out = Path(folder) / f"out-{variants}"
             command = [sys.executable, "-m", "harness", "run", str(cases), "--vectorize"]
             usages[variants] = measured_run([*command, *chosen, "--out", str(out)], env)
-    subject = f"{{:,}} variants x {len(backends) or 'all'} backend{'s' * (len(backends) != 1)}"
+    subject = f"{{:,}} variants x {len(backends)} backend{'s' * (len(backends) != 1)}"
     rows = []
     for variants, usage in usages.items():
         rows.append(
@@ -378,7 +378,9 @@ SECTIONS: dict[str, Callable[[argparse.Namespace], list[Row]]] = {
     "sweep": lambda a: sweep_section(
         a.backend or list(SWEEP_TARGETS), a.variants, a.sample, a.repeats
     ),
-    "memory": lambda a: memory_section(a.backend or [], a.memory_small, a.memory_small * 10),
+    "memory": lambda a: memory_section(
+        a.backend or list(SWEEP_TARGETS), a.memory_small, a.memory_small * 10
+    ),
 }
 
 

@@ -53,7 +53,8 @@ def oracle_rows(case: Case, inputs: Inputs) -> dict[str, np.ndarray]:
 
 def add_oracle(table: pd.DataFrame, cases: list[Case]) -> pd.DataFrame:
     """``table`` with the ``oracle`` value of each row and its ``oracle_err`` = |value - oracle|."""
-    names = set(table["case"])
+    # Only cases with recorded values: a stopped run's "not run" rows have nothing to match.
+    names = set(table.loc[table["step"].notna(), "case"])
     columns = [oracle_rows(c, make_inputs(c)) for c in cases if c.name in names]
     if columns:
         truth = pd.DataFrame(

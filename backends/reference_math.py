@@ -27,7 +27,7 @@ def _sigmoid(z: Array) -> Array:
     return (np.exp(np.minimum(z, 0)) / (1 + np.exp(-np.abs(z)))).astype(z.dtype, copy=False)
 
 
-def _mean(x: Array) -> Array:
+def _mean(x: Array) -> Any:  # a NumPy scalar, as ndarray.mean returns
     """``x.mean()``, bit for bit, without its Python-level bookkeeping (a third of a small
     case's loss). NumPy sums float16 in float32 and divides by the count in float64; a
     float64 quotient rounded to float32 or narrower equals the directly rounded one (double

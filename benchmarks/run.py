@@ -16,9 +16,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -34,7 +36,15 @@ from harness.loader import load_cases
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED_FILE = ROOT / "cases" / "seed.yaml"
-LOOP_BACKENDS = ("numpy", "torch", "jax", "jax:eager", "tensorflow", "tensorflow:eager")
+LOOP_BACKENDS = (
+    "numpy",
+    "torch",
+    "torch:compile",
+    "jax",
+    "jax:eager",
+    "tensorflow",
+    "tensorflow:eager",
+)
 
 
 @dataclass(frozen=True)
@@ -221,11 +231,152 @@ def _verdict_row(cases: list[Case], backends: list[str]) -> Row:
     )
 
 
+MEMORY_CASE = """\
+# A seed sweep for the memory benchmark: {init} weight seeds x {data} data seeds.
+name: memory-sweep
+network:
+  sizes: [1, 1, 1]
+  activation: sigmoid
+  output_activation: sigmoid
+  init: {{seed: 0, scheme: uniform}}
+data:
+  x: {{seed: 0, batch: 1}}
+  y: {{seed: 1, batch: 1, low: 0.0, high: 1.0}}
+loss: mse
+optimizer: {{name: sgd, lr: 0.1}}
+steps: 1
+dtype: float32
+matrix:
+  network.init.seed: [{init_seeds}]
+  data.x.seed: [{data_seeds}]
+"""
+MEMORY_DATA_SEEDS = 100
+
+
+def memory_case_file(folder: Path, variants: int) -> Path:
+    """A case file whose matrix expands to ``variants`` seed variants (a multiple of 100)."""
+    data = min(MEMORY_DATA_SEEDS, variants)
+    init = variants // data
+    path = folder / f"sweep-{variants}.yaml"
+    path.write_text(
+        MEMORY_CASE.format(
+            init=init,
+            data=data,
+            init_seeds=", ".join(map(str, range(init))),
+            data_seeds=", ".join(map(str, range(data))),
+        ),
+        encoding="utf-8",
+    )
+    return path
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What one process tree used: the peak of its summed resident memory, and wall time."""
+
+    peak_mb: float  # max over time of the sum of VmRSS over the process and its descendants
+    largest_mb: float  # ru_maxrss: the largest single process
+    wall_s: float
+
+
+def measured_run(command: list[str], env: dict[str, str], interval: float = 0.05) -> Usage:
+    """Run ``command``, sampling the resident memory of its whole process tree every ``interval``."""
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    assert process.stderr is not None
+    errors: list[bytes] = []
+    reader = threading.Thread(target=lambda: errors.append(process.stderr.read()), daemon=True)  # type: ignore[union-attr]
+    reader.start()  # a full stderr pipe would stall the run
+    peak = 0
+    while True:
+        # wait4 rather than poll: it hands back the child's own ru_maxrss
+        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+        if pid:
+            break
+        peak = max(peak, _tree_rss_kb(process.pid))
+        time.sleep(interval)
+    wall = time.perf_counter() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    reader.join()
+    if process.returncode not in (0, 1):  # 1: some pair diverged, still a finished sweep
+        raise RuntimeError(
+            f"{' '.join(command)} exited {process.returncode}: {errors[0][-2000:]!r}"
+        )
+    largest = usage.ru_maxrss  # kB on Linux
+    return Usage(peak / 1024, largest / 1024, wall)
+
+
+def _tree_rss_kb(pid: int) -> int:
+    """Resident kB of ``pid`` and every descendant (0 for one that just ended)."""
+    total, pending = 0, [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            status = Path(f"/proc/{current}/status").read_text()
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending += [int(c) for c in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        match = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
+        total += int(match.group(1)) if match else 0
+    return total
+
+
+def memory_section(backends: Sequence[str], small: int, large: int) -> list[Row]:
+    """Peak memory of ``crossgrad run --vectorize`` on a ``large`` sweep against a ``small`` one."""
+    env = {**os.environ, **determinism.ENVIRONMENT, "PYTHONPATH": str(ROOT)}
+    chosen = ["--backend", ",".join(backends)]
+    usages = {}
+    with tempfile.TemporaryDirectory() as folder:
+        for variants in (small, large):
+            cases = memory_case_file(Path(folder), variants)
+            out = Path(folder) / f"out-{variants}"
+            command = [sys.executable, "-m", "harness", "run", str(cases), "--vectorize"]
+            usages[variants] = measured_run([*command, *chosen, "--out", str(out)], env)
+    subject = f"{{:,}} variants x {len(backends)} backend{'s' * (len(backends) != 1)}"
+    rows = []
+    for variants, usage in usages.items():
+        rows.append(
+            Row("memory", subject.format(variants), "wall s", usage.wall_s, None, None, "-", None)
+        )
+        rows.append(
+            Row(
+                "memory",
+                subject.format(variants),
+                "largest process MB",
+                usage.largest_mb,
+                None,
+                None,
+                "-",
+                None,
+            )
+        )
+    ratio = usages[large].peak_mb / usages[small].peak_mb
+    rows.append(
+        Row(
+            "memory",
+            subject.format(large),
+            "peak tree MB",
+            usages[large].peak_mb,
+            usages[small].peak_mb,
+            ratio,
+            f"<= 2 x {small:,} variants",
+            ratio <= 2.0,
+        )
+    )
+    return rows
+
+
 SECTIONS: dict[str, Callable[[argparse.Namespace], list[Row]]] = {
     "loop": lambda a: loop_section(a.backend or LOOP_BACKENDS, a.cases, a.repeats),
     "process": lambda a: process_section(a.repeats),
     "sweep": lambda a: sweep_section(
         a.backend or list(SWEEP_TARGETS), a.variants, a.sample, a.repeats
+    ),
+    "memory": lambda a: memory_section(
+        a.backend or list(SWEEP_TARGETS), a.memory_small, a.memory_small * 10
     ),
 }
 
@@ -263,6 +414,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cases", type=int, default=300, help="cases per timed loop (default 300)")
     parser.add_argument("--variants", type=int, default=10_000, help="sweep size (default 10,000)")
     parser.add_argument("--sample", type=int, default=200, help="variants checked against the loop")
+    parser.add_argument(
+        "--memory-small",
+        type=int,
+        default=10_000,
+        help="memory section: the smaller sweep; the larger is ten times it (default 10,000)",
+    )
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats; the best counts")
     parser.add_argument(
         "--quick", action="store_true", help="tiny sizes: a smoke run, not a measurement"
@@ -270,6 +427,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.cases, args.repeats, args.variants, args.sample = 5, 1, 20, 5
+        args.memory_small = 100
     determinism.apply_environment()
     rows: list[Row] = []
     for name in args.section or list(SECTIONS):

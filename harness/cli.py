@@ -198,15 +198,10 @@ def _run(args: argparse.Namespace) -> int:
     if not args.vectorize:  # a vectorized run batches in this process; its workers start on demand
         prestart(backends[: args.jobs or len(backends)])
 
-    from harness.compare import compare
-    from harness.coverage import coverage, coverage_markdown, coverage_text
-    from harness.fingerprint import fingerprint
-    from harness.known import apply_known, load_known
+    from harness.coverage import coverage_text
+    from harness.known import load_known
+    from harness.pipeline import run_and_report
     from harness.progress import ProgressDisplay
-    from harness.report import exit_status, format_table, summarize, write_report
-    from harness.repro import case_sources, failing_pairs, write_repro
-    from harness.session import RunSession
-    from harness.triage import assign_causes
 
     known = [] if args.known == "none" else load_known(Path(args.known))
     print(
@@ -214,42 +209,34 @@ def _run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     started = time.perf_counter()
-    out = Path(args.out)
-    with RunSession(out, cases, backends, args.reference, fail_fast=args.fail_fast) as session:
-        progress = ProgressDisplay(backends, len(cases), sys.stderr)
-        raw = session.run(progress, timeout=args.timeout, jobs=args.jobs, vectorize=args.vectorize)
-        table, stale = apply_known(compare(raw, cases, args.reference), cases, known)
-        table = assign_causes(table, cases, args.reference)
-        repro = write_repro(failing_pairs(table), case_sources(cases, backends), out)
-        summaries = summarize(table)
-        knob_coverage = coverage(summaries, cases)
-        write_report(
-            table,
-            out,
-            [fingerprint(cases, session.settings)],
-            repro,
-            stale,
-            [coverage_markdown(knob_coverage)],
-            summaries,
-            incomplete=session.incomplete,
-        )
-        knob_coverage.to_csv(out / "coverage.csv", index=False)
-        session.finish()
-    if session.incomplete:
-        print(f"crossgrad: report incomplete: {session.incomplete}", file=sys.stderr)
-    print(format_table(summaries))
-    print(f"\n{coverage_text(knob_coverage)}")
-    for entry in stale:
+    result = run_and_report(
+        Path(args.out),
+        cases,
+        backends,
+        args.reference,
+        known,
+        ProgressDisplay(backends, len(cases), sys.stderr),
+        timeout=args.timeout,
+        jobs=args.jobs,
+        vectorize=args.vectorize,
+        fail_fast=args.fail_fast,
+    )
+    if result.incomplete:
+        print(f"crossgrad: report incomplete: {result.incomplete}", file=sys.stderr)
+    for line in result.writer.printed_table():
+        print(line)
+    print(f"\n{coverage_text(result.coverage)}")
+    for entry in result.stale:
         print(
             f"warning: stale known divergence {entry.id} ({entry.location}): it matched nothing that ran",
             file=sys.stderr,
         )
     elapsed = time.perf_counter() - started
     print(
-        f"\nreport: {Path(args.out) / 'summary.md'} ({len(table):,} rows, {elapsed:.1f} s)",
+        f"\nreport: {Path(args.out) / 'summary.md'} ({result.rows:,} rows, {elapsed:.1f} s)",
         file=sys.stderr,
     )
-    return session.exit_status(exit_status(table))
+    return result.status
 
 
 def _positive_seconds(text: str) -> float:

@@ -6,6 +6,7 @@ status, so a glance shows that, say, rmsprop ran on tensorflow and was ``known``
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -27,22 +28,31 @@ def knob_values(case: Case) -> dict[str, str]:
     }
 
 
+CoverageCounts = Counter[tuple[str, str, str, str]]  # (knob, value, backend, status) -> pairs
+
+
 def coverage(summaries: Iterable[PairSummary], cases: Iterable[Case]) -> pd.DataFrame:
     """Long table: knob, value, backend, status, pairs (number of case × backend pairs)."""
+    return coverage_frame(coverage_counts(summaries, cases))
+
+
+def coverage_counts(summaries: Iterable[PairSummary], cases: Iterable[Case]) -> CoverageCounts:
+    """Pairs per knob value, backend and status, in first-seen order (chunks add up)."""
     knobs = {case.name: knob_values(case) for case in cases}
-    rows = [
+    return Counter(
         (knob, value, s.backend, s.status)
         for s in summaries
         if s.case in knobs
         for knob, value in knobs[s.case].items()
-    ]
-    frame = pd.DataFrame(rows, columns=["knob", "value", "backend", "status"])
-    return (
-        frame.groupby(["knob", "value", "backend", "status"], sort=False)
-        .size()
-        .rename("pairs")
-        .reset_index()
     )
+
+
+def coverage_frame(counts: CoverageCounts) -> pd.DataFrame:
+    frame = pd.DataFrame(
+        [(*key, pairs) for key, pairs in counts.items()],
+        columns=["knob", "value", "backend", "status", "pairs"],
+    )
+    return frame.astype({"pairs": "int64"})
 
 
 def coverage_markdown(table: pd.DataFrame) -> str:

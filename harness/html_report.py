@@ -2,12 +2,14 @@
 
 Per case, a backend × quantity heatmap of the worst log10(err/tol), and for multi-step
 cases the worst err/tol of each backend over the steps. The page works offline: nothing
-is fetched when it opens.
+is fetched when it opens. A huge run's page plots a bounded number of cases and lists a
+bounded number of pairs, failing ones first (harness/report.py chooses them).
 """
 
 from __future__ import annotations
 
 import html
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -86,18 +88,33 @@ def steps_plot(rows: pd.DataFrame, case: str) -> Any:
     return figure
 
 
-def report_html(table: pd.DataFrame, summaries: list[PairSummary], summary_md: str) -> str:
-    """The whole page as one string."""
+def case_margins(table: pd.DataFrame) -> Iterator[tuple[str, pd.DataFrame]]:
+    """Each case with compared rows, in table order, and those rows' plotted columns."""
+    rows = margins(table)[["case", "backend", "quantity", "step", "margin"]]
+    for case, case_rows in rows.groupby("case", sort=False):
+        yield str(case), case_rows.drop(columns="case")
+
+
+def report_html(
+    plotted: Iterable[tuple[str, pd.DataFrame]],
+    reference: str,
+    summaries: Iterable[PairSummary],
+    summary_md: str,
+    left_out: str = "",
+) -> str:
+    """The whole page as one string.
+
+    ``plotted``: the cases to plot with their ``case_margins`` rows; ``left_out`` says
+    what a huge run's page leaves to summary.md and results.csv.
+    """
     import plotly.io as pio
 
-    rows = margins(table)
-    reference = str(table["backend"].iloc[0]) if len(table) else ""  # compare puts it first
     figures = []
-    for case, case_rows in rows.groupby("case", sort=False):
-        figures.append(heatmap(case_rows, str(case)))
+    for case, case_rows in plotted:
+        figures.append(heatmap(case_rows, case))
         others = case_rows[case_rows["backend"] != reference]  # the reference is 0 by definition
         if case_rows["step"].nunique() > 1 and len(others):
-            figures.append(steps_plot(others, str(case)))
+            figures.append(steps_plot(others, case))
     parts = [
         pio.to_html(figure, full_html=False, include_plotlyjs=(i == 0), div_id=f"figure-{i}")
         for i, figure in enumerate(figures)
@@ -108,6 +125,7 @@ def report_html(table: pd.DataFrame, summaries: list[PairSummary], summary_md: s
         "<style>body{font-family:sans-serif;margin:2em} table{border-collapse:collapse}"
         " td,th{border:1px solid #ccc;padding:2px 6px;font-size:13px} pre{white-space:pre-wrap}</style>"
         "</head><body>\n<h1>crossgrad report</h1>\n"
+        + (f"<p><strong>{html.escape(left_out)}</strong></p>\n" if left_out else "")
         + _pair_table(summaries)
         + "\n<h2>Plots</h2>\n"
         + "\n".join(f'<div class="figure">{part}</div>' for part in parts)
@@ -117,7 +135,7 @@ def report_html(table: pd.DataFrame, summaries: list[PairSummary], summary_md: s
     )
 
 
-def _pair_table(summaries: list[PairSummary]) -> str:
+def _pair_table(summaries: Iterable[PairSummary]) -> str:
     header = (
         "case",
         "backend",

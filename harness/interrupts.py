@@ -4,6 +4,9 @@ While cases run, the first SIGINT or SIGTERM raises ``Interrupted`` in the main 
 so the run stops and the report of everything finished so far is written. Once that
 writing has begun (or after a run that finished), any further signal ends the process
 immediately: the results streamed so far are already on disk.
+
+A run written chunk by chunk ``holds`` signals while it writes a chunk's results: the
+first signal then stops the run when that chunk is on disk, not halfway through it.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from __future__ import annotations
 import os
 import signal
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import FrameType, TracebackType
 
 from harness import workers
@@ -32,6 +37,8 @@ class SignalGuard:
 
     def __init__(self) -> None:
         self.raising = True
+        self._held = False
+        self._pending: Interrupted | None = None
         self._previous: dict[int, object] = {}
 
     def __enter__(self) -> SignalGuard:
@@ -48,6 +55,31 @@ class SignalGuard:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)  # type: ignore[arg-type]
 
+    @contextmanager
+    def holding(self) -> Iterator[None]:
+        """Within the block the first signal is kept for ``raise_pending``, not raised."""
+        held, self._held = self._held, True
+        try:
+            yield
+        finally:
+            self._held = held
+
+    @contextmanager
+    def releasing(self) -> Iterator[None]:
+        """Within a ``holding`` block, a block where signals raise again (a held one first)."""
+        held, self._held = self._held, False
+        try:
+            self.raise_pending()
+            yield
+        finally:
+            self._held = held
+
+    def raise_pending(self) -> None:
+        """Raise the ``Interrupted`` of a signal that came while signals were held."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            raise pending
+
     def exit_at_once(self) -> None:
         """From now on a signal ends the process without unwinding."""
         self.raising = False
@@ -56,6 +88,10 @@ class SignalGuard:
         status = 128 + signum
         if self.raising:
             self.raising = False  # the next signal is the "second Ctrl-C"
-            raise Interrupted(signal.Signals(signum).name, status)
+            interrupted = Interrupted(signal.Signals(signum).name, status)
+            if self._held:
+                self._pending = interrupted
+                return
+            raise interrupted
         workers.kill_all()
         os._exit(status)

@@ -7,7 +7,8 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -17,11 +18,24 @@ FAILURE_STATUSES = ("diverged", "expect_failed")
 
 
 def junit_xml(summaries: list[PairSummary], environment: Mapping[str, Any] | None = None) -> str:
+    counts = Counter(s.status for s in summaries)
+    return "".join(junit_pieces(summaries, counts, environment))
+
+
+def junit_pieces(
+    summaries: Iterable[PairSummary],
+    statuses: Mapping[str, int],
+    environment: Mapping[str, Any] | None = None,
+) -> Iterator[str]:
+    """The document in pieces, one per testcase, so a huge run's file is written as it is read.
+
+    ``statuses`` counts the pairs per status (the suite's totals come first in the file).
+    """
     counts = {
-        "tests": len(summaries),
-        "failures": sum(s.status in FAILURE_STATUSES for s in summaries),
-        "errors": sum(s.status == "crashed" for s in summaries),
-        "skipped": sum(s.status == "skipped" for s in summaries),
+        "tests": sum(statuses.values()),
+        "failures": sum(statuses.get(s, 0) for s in FAILURE_STATUSES),
+        "errors": statuses.get("crashed", 0),
+        "skipped": statuses.get("skipped", 0),
     }
     attributes = {key: str(value) for key, value in counts.items()} | {"time": "0"}
     root = ET.Element("testsuites", {"name": "crossgrad", **attributes})
@@ -30,21 +44,38 @@ def junit_xml(summaries: list[PairSummary], environment: Mapping[str, Any] | Non
         properties = ET.SubElement(suite, "properties")
         for name, value in _flatten(environment):
             ET.SubElement(properties, "property", {"name": name, "value": value})
-    for s in summaries:
-        case = ET.SubElement(
-            suite, "testcase", {"classname": s.case, "name": s.backend, "time": "0"}
-        )
-        message = _message(s)
-        if s.status in FAILURE_STATUSES:
-            ET.SubElement(case, "failure", {"message": message, "type": s.status}).text = message
-        elif s.status == "crashed":
-            ET.SubElement(case, "error", {"message": message, "type": "crashed"}).text = message
-        elif s.status == "skipped":
-            ET.SubElement(case, "skipped", {"message": s.first_divergence})
-        elif s.status == "known":
-            ET.SubElement(case, "system-out").text = f"known divergence: {message}"
+    if not counts["tests"]:
+        ET.indent(root)
+        yield ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
+        return
+    # The skeleton with a placeholder where the testcases go, indented as ET.indent does it.
+    ET.SubElement(suite, _PLACEHOLDER)
     ET.indent(root)
-    return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
+    before, after = ET.tostring(root, encoding="unicode", xml_declaration=True).split(
+        f"<{_PLACEHOLDER} />"
+    )
+    yield before
+    for i, s in enumerate(summaries):
+        yield ("\n    " if i else "") + _testcase(s)
+    yield after + "\n"
+
+
+_PLACEHOLDER = "crossgrad-testcases"
+
+
+def _testcase(s: PairSummary) -> str:
+    case = ET.Element("testcase", {"classname": s.case, "name": s.backend, "time": "0"})
+    message = _message(s)
+    if s.status in FAILURE_STATUSES:
+        ET.SubElement(case, "failure", {"message": message, "type": s.status}).text = message
+    elif s.status == "crashed":
+        ET.SubElement(case, "error", {"message": message, "type": "crashed"}).text = message
+    elif s.status == "skipped":
+        ET.SubElement(case, "skipped", {"message": s.first_divergence})
+    elif s.status == "known":
+        ET.SubElement(case, "system-out").text = f"known divergence: {message}"
+    ET.indent(case, level=2)
+    return ET.tostring(case, encoding="unicode")
 
 
 def _message(s: PairSummary) -> str:

@@ -182,29 +182,48 @@ def apply_known(
     table: pd.DataFrame, cases: Iterable[Case], entries: list[KnownDivergence]
 ) -> tuple[pd.DataFrame, list[KnownDivergence]]:
     """Turn matched diverged rows into ``known``; return the table and the stale entries."""
+    table, covered, matched = match_known(table, cases, entries)
+    return table, stale_entries(entries, covered, matched)
+
+
+def stale_entries(
+    entries: list[KnownDivergence], covered: set[str], matched: set[str]
+) -> list[KnownDivergence]:
+    """Entries whose scope ran (``covered`` ids) without matching a divergence (``matched``)."""
+    return [e for e in entries if e.id in covered and e.id not in matched]
+
+
+def match_known(
+    table: pd.DataFrame, cases: Iterable[Case], entries: list[KnownDivergence]
+) -> tuple[pd.DataFrame, set[str], set[str]]:
+    """Turn matched diverged rows into ``known``; also the ids of the entries whose scope
+    ran and of those that matched (a run taken in chunks finds its stale entries from them).
+    """
+    covered_ids: set[str] = set()
+    matched_ids: set[str] = set()
     if not entries:
-        return table, []
+        return table, covered_ids, matched_ids
     by_name = {case.name: case for case in cases}
     status = table["status"].to_numpy(dtype=object).copy()
     detail = table["detail"].to_numpy(dtype=object).copy()
-    stale = []
     pairs = table[["case", "backend"]].drop_duplicates().itertuples(index=False)
     pair_list = [(case, backend) for case, backend in pairs if case in by_name]
     for entry in entries:
         covered = [(c, b) for c, b in pair_list if entry.covers(by_name[c], b)]
         if not covered:
             continue  # nothing in its scope ran: neither matched nor stale
+        covered_ids.add(entry.id)
         rows = _entry_rows(table, entry, covered)
         matched = rows & (status == "diverged")  # an earlier entry's rows stay its own
         if entry.max_rel_err is not None:
             matched &= table["rel_err"].to_numpy(dtype=np.float64) <= entry.max_rel_err
         if not matched.any():
-            stale.append(entry)
             continue
+        matched_ids.add(entry.id)
         status[matched] = "known"
         detail[matched] = f"known divergence {entry.id}: {entry.reason}"
     table = table.assign(status=status, detail=detail)
-    return table, stale
+    return table, covered_ids, matched_ids
 
 
 def _entry_rows(

@@ -31,26 +31,36 @@ def control_case(case: Case) -> Case:
     return dataclasses.replace(case, dtype="float64", tolerance=None)
 
 
-def oracle_rows(case: Case, inputs: Inputs) -> pd.DataFrame:
+def oracle_rows(case: Case, inputs: Inputs) -> dict[str, np.ndarray]:
     """Columns ``step, quantity, param, index, oracle`` for every value a backend records."""
     rows = NumpyBackend().run(control_case(case), inputs).rows()
-    frame = pd.DataFrame(rows).rename(columns={"value": "oracle"})
+    oracle = rows["value"].copy()
     exact = oracle_mp.first_step(case, inputs)
     if exact is not None:
-        precise = pd.DataFrame(exact, columns=["step", "quantity", "param", "index", "exact"])
-        frame = frame.merge(precise, on=["step", "quantity", "param", "index"], how="left")
-        frame["oracle"] = frame["exact"].fillna(frame["oracle"])
-        frame = frame.drop(columns="exact")
-    return frame.assign(case=case.name)
+        # A dict lookup rather than a DataFrame merge: sweeps call this once per case.
+        keys = zip(rows["step"], rows["quantity"], rows["param"], rows["index"], strict=True)
+        position = {key: k for k, key in enumerate(keys)}
+        for step, quantity, param, index, value in exact:
+            k = position.get((step, quantity, param, index))
+            if k is not None and not np.isnan(value):
+                oracle[k] = value
+    return {
+        "case": np.full(len(oracle), case.name, dtype=object),
+        **{key: rows[key] for key in ("step", "quantity", "param", "index")},
+        "oracle": oracle,
+    }
 
 
 def add_oracle(table: pd.DataFrame, cases: list[Case]) -> pd.DataFrame:
     """``table`` with the ``oracle`` value of each row and its ``oracle_err`` = |value - oracle|."""
-    names = set(table["case"])
-    frames = [oracle_rows(c, make_inputs(c)) for c in cases if c.name in names]
-    if frames:
-        truth = normalize_keys(pd.concat(frames, ignore_index=True))
-        table = table.merge(truth[[*ORACLE_KEYS, "oracle"]], on=ORACLE_KEYS, how="left")
+    # Only cases with recorded values: a stopped run's "not run" rows have nothing to match.
+    names = set(table.loc[table["step"].notna(), "case"])
+    columns = [oracle_rows(c, make_inputs(c)) for c in cases if c.name in names]
+    if columns:
+        truth = pd.DataFrame(
+            {key: np.concatenate([c[key] for c in columns]) for key in [*ORACLE_KEYS, "oracle"]}
+        )
+        table = table.merge(normalize_keys(truth), on=ORACLE_KEYS, how="left")
     else:
         table = table.assign(oracle=np.nan)
     value = table["value"].to_numpy(dtype=np.float64)

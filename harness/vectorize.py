@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import importlib
 import traceback
-from collections.abc import Callable, Hashable, Iterator, Sequence
+from collections import Counter
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -20,7 +21,7 @@ import pandas as pd
 
 from harness import determinism, registry
 from harness.batch_trace import BatchInputs, BatchTrace
-from harness.cases import Case
+from harness.cases import Case, RandomArraySpec
 from harness.errors import BackendUnavailable
 from harness.inputs import Inputs, make_inputs
 from harness.outcome import Progress
@@ -39,27 +40,52 @@ VECTORIZED: dict[str, str] = {
 BatchRunner = Callable[[Any, Case, BatchInputs], BatchTrace]
 
 
-def group_key(case: Case, inputs: Inputs) -> tuple[Hashable, ...]:
+def group_key(case: Case, batch_rows: int) -> tuple[Hashable, ...]:
     """Cases with equal keys can share one batched computation."""
-    return (step_key(case, int(inputs.x.shape[0])), case.steps, case.backends)
+    return (step_key(case, batch_rows), case.steps, case.backends)
+
+
+def group_sizes(cases: Sequence[Case]) -> Counter[Hashable]:
+    """Cases per group key over a whole run, without making any inputs.
+
+    A run taken in chunks passes these to ``run``, so that a group cut by a chunk
+    boundary is still batched on both sides, as it would be in one piece.
+    """
+    return Counter(group_key(case, _batch_rows(case)) for case in cases)
+
+
+def _batch_rows(case: Case) -> int:
+    """Rows of the case's data: what ``make_inputs(case).x.shape[0]`` will be."""
+    if isinstance(case.x, RandomArraySpec):
+        return case.x.batch
+    return int(np.asarray(case.x).shape[0])
 
 
 def groups(cases: Sequence[Case], inputs: dict[str, Inputs]) -> list[list[Case]]:
     """Cases by group key, in first-seen order; each group keeps the cases' order."""
     found: dict[Hashable, list[Case]] = {}
     for case in cases:
-        found.setdefault(group_key(case, inputs[case.name]), []).append(case)
+        key = group_key(case, int(inputs[case.name].x.shape[0]))
+        found.setdefault(key, []).append(case)
     return list(found.values())
 
 
 def run(
-    cases: list[Case], backends: list[str], progress: Progress | None = None, **loop_options: Any
+    cases: list[Case],
+    backends: list[str],
+    progress: Progress | None = None,
+    *,
+    sizes: Mapping[Hashable, int] | None = None,
+    on_rows: Callable[[pd.DataFrame], None] | None = None,
+    **loop_options: Any,
 ) -> pd.DataFrame:
     """Raw results of every case on every backend, batched where a backend can batch.
 
     Backends without a batched implementation run the per-case loop together (in their
     worker processes, concurrently); ``loop_options`` go to that loop (``on_outcome``,
-    ``timeout``, ``jobs``).
+    ``timeout``, ``jobs``). ``on_rows`` sees each batch's rows as soon as they are made.
+    ``sizes`` (``group_sizes`` of the whole run) batches a group of one here whose other
+    cases are in another chunk of the run.
     """
     determinism.apply_environment()
     inputs = {case.name: make_inputs(case) for case in cases}
@@ -67,13 +93,14 @@ def run(
         (group, BatchInputs.stack([inputs[case.name] for case in group]))
         for group in groups(cases, inputs)
         if len(group) > 1
+        or (sizes is not None and sizes.get(group_key(group[0], _batch_rows(group[0])), 0) > 1)
     ]
     looped = [name for name in backends if _batch_runner(name) is None or not batches]
     frames = [run_per_case(cases, looped, progress, **loop_options)] if looped else []
     for name in backends:
         if name in looped:
             continue
-        done, batch_frames = _run_batches(name, batches, progress, len(cases))
+        done, batch_frames = _run_batches(name, batches, progress, len(cases), on_rows)
         frames += batch_frames
         rest = [case for case in cases if case.name not in done]
         if rest:
@@ -90,6 +117,7 @@ def _run_batches(
     batches: list[tuple[list[Case], BatchInputs]],
     progress: Progress | None,
     total: int,
+    on_rows: Callable[[pd.DataFrame], None] | None = None,
 ) -> tuple[set[str], list[pd.DataFrame]]:
     """The batches this backend can run in one computation each: their frames and case names."""
     runner = _batch_runner(name)
@@ -111,6 +139,8 @@ def _run_batches(
             traceback.print_exc(limit=1)
             continue
         frames.append(batch_frame(trace, batch, name, version))
+        if on_rows:
+            on_rows(frames[-1])
         done.update(case.name for case in batch)
         if progress:
             progress(name, len(done), total, batch[-1].name)

@@ -31,3 +31,11 @@ def test_benchmark_section_prints_its_rows(section: str, capsys) -> None:
 def test_a_missed_target_reads_no() -> None:
     row = Row("loop", "torch", "cases/s", 10.0, 20.0, 0.5, ">= 0.7 x bare", False)
     assert format_rows([row]).splitlines()[-1].split()[-1] == "NO"
+
+
+def test_memory_section_compares_the_peaks_of_two_sweep_processes(capsys) -> None:
+    assert main(["--quick", "--section", "memory", "--backend", "numpy"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("memory")]
+    (peak,) = [line for line in lines if "peak tree MB" in line]
+    assert peak.split()[1] == "1,000" and "<= 2 x 100 variants" in peak
+    assert len([line for line in lines if "wall s" in line]) == 2

@@ -48,6 +48,10 @@ class Backend(ABC):
     # Distribution whose version is reported (and what ``pip install crossgrad[extra]`` adds).
     distribution: ClassVar[str] = ""
     extra: ClassVar[str] = ""
+    # Rough seconds to start a worker for this adapter on one idle core (importing the
+    # framework, building the adapter). Scheduling only: with fewer cores than backends,
+    # the slowest-starting backends start first, since a run lasts as long as its slowest.
+    startup_seconds: ClassVar[float] = 1.0
     # Capabilities: what the adapter can express. A case outside them is skipped with the
     # reason instead of crashing; `crossgrad check-adapter` tests every one declared here.
     activations: ClassVar[tuple[str, ...]] = ACTIVATIONS

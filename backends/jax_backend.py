@@ -24,6 +24,7 @@ class JaxBackend(Backend):
     requires: ClassVar[tuple[str, ...]] = ("jax", "optax")
     distribution = "jax"
     extra = "jax"
+    startup_seconds = 1.5
 
     def __init__(self) -> None:
         import jax

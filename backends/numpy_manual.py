@@ -24,6 +24,7 @@ class NumpyBackend(Backend):
     name = "numpy"
     requires: ClassVar[tuple[str, ...]] = ("numpy",)
     distribution = "numpy"
+    startup_seconds = 0.1
 
     def unsupported_reason(self, case: Case) -> str | None:
         if case.dtype == "bfloat16" and not _has_ml_dtypes():

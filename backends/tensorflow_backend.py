@@ -26,6 +26,7 @@ class TensorflowBackend(Backend):
     requires: ClassVar[tuple[str, ...]] = ("tensorflow",)
     distribution = "tensorflow-cpu"
     extra = "tensorflow"
+    startup_seconds = 6.0
 
     def __init__(self) -> None:
         determinism.apply_environment()  # TensorFlow reads its log switches at import

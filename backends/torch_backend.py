@@ -20,6 +20,7 @@ class TorchBackend(Backend):
     requires: ClassVar[tuple[str, ...]] = ("torch",)
     distribution = "torch"
     extra = "torch"
+    startup_seconds = 2.0
 
     def __init__(self) -> None:
         import torch

@@ -119,7 +119,8 @@ def _parser() -> argparse.ArgumentParser:
         type=_positive_int,
         default=None,
         metavar="N",
-        help="backends run at once, each in its own worker process (default: all of them)",
+        help="backends run at once, each in its own worker process (default: one per CPU "
+        "core, slowest-starting first)",
     )
     run_cmd.add_argument(
         "--vectorize",
@@ -196,7 +197,7 @@ def _run(args: argparse.Namespace) -> int:
     backends = _backend_names(args.backend, args.reference)
     cases = _select(load_cases(args.paths), args.case)
     if not args.vectorize:  # a vectorized run batches in this process; its workers start on demand
-        prestart(backends[: args.jobs or len(backends)])
+        prestart(backends, args.jobs)
 
     from harness.coverage import coverage_text
     from harness.known import load_known

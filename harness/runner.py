@@ -16,7 +16,7 @@ from harness import determinism, registry
 from harness.cases import Case
 from harness.inputs import Inputs, make_inputs
 from harness.outcome import Outcome, Progress
-from harness.scheduler import Scheduler
+from harness.scheduler import Scheduler, default_jobs
 from harness.workers import DEFAULT_TIMEOUT
 
 KEY_COLUMNS = ["case", "backend", "step", "quantity", "param", "index"]
@@ -63,11 +63,6 @@ def run(
     raw = pd.concat(frames, ignore_index=True) if frames else empty_frame()
     raw.attrs["determinism"] = scheduler.settings
     return raw
-
-
-def default_jobs(n_backends: int) -> int:
-    """Every backend at once: workers mostly wait on imports and small ops, not on cores."""
-    return max(1, n_backends)
 
 
 def outcomes_frame(outcomes: Iterable[Outcome]) -> pd.DataFrame:

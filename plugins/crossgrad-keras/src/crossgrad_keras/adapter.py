@@ -31,6 +31,7 @@ class KerasTorchBackend(Backend):
     name = "keras_torch"
     requires: ClassVar[tuple[str, ...]] = ("keras", "torch")
     distribution = "keras"
+    startup_seconds = 5.0  # Keras and PyTorch, imported in a child process of the worker
 
     def __init__(self) -> None:
         self._worker: Worker | None = None

@@ -1,6 +1,6 @@
 """crossgrad against bare framework scripts: prints the issue-7 ratios as one table.
 
-    python -m benchmarks.run                # every section, a few minutes on 2 CPU cores
+    python -m benchmarks.run                # every section, ~15 min on 2 CPU cores (memory: most)
     python -m benchmarks.run --quick        # tiny sizes: checks the benchmark runs, not speed
 
 Sections: ``loop`` (warm per-case loop per backend and mode, in this process, against the

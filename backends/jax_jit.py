@@ -10,7 +10,6 @@ traced once; XLA may fuse and reorder it, which is exactly what comparing ``jax`
 
 from __future__ import annotations
 
-import math
 from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +20,7 @@ from backends.jax_backend import _activation, _host, _loss, _numpy, _optimizer
 from harness.cases import Case, param_names
 from harness.inputs import Inputs
 from harness.step_key import step_key
-from harness.trace import Trace
+from harness.trace import Trace, trace_from_flat
 
 
 @dataclass(frozen=True)
@@ -42,8 +41,8 @@ class WholeCase:
     concatenated on the device and cut back into the trace's arrays (views) on the host.
     """
 
-    def __init__(self, jax: Any, recorded: Any, n_layers: int, names: list[str]) -> None:
-        self.jax, self.recorded, self.n_layers, self.names = jax, recorded, n_layers, names
+    def __init__(self, jax: Any, recorded: Any, names: list[str]) -> None:
+        self.jax, self.recorded, self.names = jax, recorded, names
         jnp = jax.numpy
 
         def flat(params: dict[str, Any], x: Any, y: Any, steps: int) -> Any:
@@ -56,24 +55,7 @@ class WholeCase:
         self, params: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray, steps: int
     ) -> Trace:
         values = _host(np.asarray(self.jax.device_get(self.flat(params, x, y, steps=steps))))
-        arrays, start = [], 0
-        for shape in self._shapes(params, x, y, steps):
-            size = math.prod(shape)
-            arrays.append(values[start : start + size].reshape(shape))
-            start += size
-        layers, rest = arrays[: self.n_layers], arrays[self.n_layers :]
-        losses, rest = rest[0], rest[1:]
-        n = len(self.names)
-        grads = dict(zip(self.names, rest[:n], strict=True))
-        updated = dict(zip(self.names, rest[n : 2 * n], strict=True))
-        return Trace(
-            output=layers[-1][0],
-            losses=[losses[i, ...] for i in range(steps)],
-            grads=[{name: g[i] for name, g in grads.items()} for i in range(steps)],
-            params=[{name: p[i] for name, p in updated.items()} for i in range(steps)],
-            output_after=rest[2 * n],
-            activations=[[a[i] for a in layers[:-1]] for i in range(steps)],
-        )
+        return trace_from_flat(values, self._shapes(params, x, y, steps), self.names, steps)
 
     def _shapes(
         self, params: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray, steps: int
@@ -152,7 +134,7 @@ class JitCache:
             jax.jit(optimizer.init),
             jax.jit(outputs),
             jax.jit(step),
-            WholeCase(jax, recorded, n_layers, names),
+            WholeCase(jax, recorded, names),
         )
 
 

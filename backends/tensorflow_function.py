@@ -20,7 +20,7 @@ from backends.tensorflow_backend import KerasSlot, _numpy, use_floatx
 from harness.cases import Case, param_names
 from harness.inputs import Inputs
 from harness.step_key import step_key
-from harness.trace import Trace
+from harness.trace import Trace, trace_from_flat
 
 
 class FunctionSlot(KerasSlot):
@@ -111,30 +111,9 @@ class WholeCase:
         batch = int(inputs.x.shape[0])
         use_floatx(self.slot.keras, self.slot.dtype)  # a new number of steps traces again
         values = self.function(initial, batch, steps).numpy()
-        arrays, start = [], 0
-        for shape in self._shapes(batch, steps, int(inputs.y.shape[1])):
-            size = math.prod(shape)
-            arrays.append(values[start : start + size].reshape(shape))
-            start += size
-        layers, rest = arrays[: self.n_layers], arrays[self.n_layers :]
-        losses, rest = rest[0], rest[1:]
-        n = len(self.names)
+        shapes = self._shapes(batch, steps, int(inputs.y.shape[1]))
         # Keras kernels are (in, out): transposed views give the case's (out, in) layout.
-        grads = {
-            name: _state_dict_layout(name, g) for name, g in zip(self.names, rest[:n], strict=True)
-        }
-        updated = {
-            name: _state_dict_layout(name, p)
-            for name, p in zip(self.names, rest[n : 2 * n], strict=True)
-        }
-        return Trace(
-            output=layers[-1][0],
-            losses=[losses[i, ...] for i in range(steps)],
-            grads=[{name: g[i] for name, g in grads.items()} for i in range(steps)],
-            params=[{name: p[i] for name, p in updated.items()} for i in range(steps)],
-            output_after=rest[2 * n],
-            activations=[[a[i] for a in layers[:-1]] for i in range(steps)],
-        )
+        return trace_from_flat(values, shapes, self.names, steps, _state_dict_layout)
 
     def _shapes(self, batch: int, steps: int, outputs: int) -> list[tuple[int, ...]]:
         """Shapes of the recorded tensors, in the order ``run_case`` concatenates them."""

@@ -7,6 +7,8 @@ long results table (SPEC §4) in computation order.
 from __future__ import annotations
 
 import functools
+import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -67,6 +69,42 @@ def computation_pieces(trace: Trace | BatchTraceLike) -> list[Piece]:
     if trace.output_after is not None:
         pieces.append((max(len(trace.losses) - 1, 0), "output_after", "", trace.output_after))
     return pieces
+
+
+def trace_from_flat(
+    values: np.ndarray,
+    shapes: list[tuple[int, ...]],
+    names: list[str],
+    steps: int,
+    layout: Callable[[str, np.ndarray], np.ndarray] = lambda name, stacked: stacked,
+) -> Trace:
+    """The trace of a case run as one compiled call that returned every recorded array as
+    one flat vector (one transfer), cut back into views.
+
+    ``shapes`` are, in order: each layer's outputs per step ``(steps, batch, width)``, the
+    losses ``(steps,)``, the gradients then the updated parameters of ``names`` per step,
+    and the output after the last update. ``layout(name, stacked)`` turns a framework's
+    per-step parameter arrays into the case's ``(out, in)`` layout.
+    """
+    arrays, start = [], 0
+    for shape in shapes:
+        size = math.prod(shape)
+        arrays.append(values[start : start + size].reshape(shape))
+        start += size
+    n_layers = len(shapes) - 2 * len(names) - 2
+    layers, losses = arrays[:n_layers], arrays[n_layers]
+    stacked = arrays[n_layers + 1 : -1]
+    n = len(names)
+    grads = {name: layout(name, g) for name, g in zip(names, stacked[:n], strict=True)}
+    updated = {name: layout(name, p) for name, p in zip(names, stacked[n:], strict=True)}
+    return Trace(
+        output=layers[-1][0],
+        losses=[losses[i, ...] for i in range(steps)],
+        grads=[{name: g[i] for name, g in grads.items()} for i in range(steps)],
+        params=[{name: p[i] for name, p in updated.items()} for i in range(steps)],
+        output_after=arrays[-1],
+        activations=[[a[i] for a in layers[:-1]] for i in range(steps)],
+    )
 
 
 PieceShape = tuple[int, str, str, int]  # step, quantity, param, number of values

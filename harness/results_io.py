@@ -75,22 +75,8 @@ def _read_table(path: Path) -> pd.DataFrame:
                 path,
                 dtype=dict.fromkeys(TEXT_COLUMNS, str),
                 keep_default_na=False,
-                na_values={
-                    c: [""]
-                    for c in (
-                        "value",
-                        "reference",
-                        "abs_err",
-                        "rel_err",
-                        "ulp_err",
-                        "tol",
-                        "expected",
-                        "oracle",
-                        "oracle_err",
-                        "step",
-                        "index",
-                    )
-                },
+                # An empty numeric cell is missing; an empty text cell is "".
+                na_values={c: [""] for c in RESULT_COLUMNS if c not in TEXT_COLUMNS},
             )
     except (OSError, ValueError) as exc:
         raise ResultsError(f"{path}: cannot be read as a results table: {exc}") from exc

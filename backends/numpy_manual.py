@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import ClassVar
 
 import numpy as np
@@ -12,6 +13,7 @@ from harness.cases import Case, param_names
 from harness.inputs import Inputs
 
 
+@functools.cache
 def numpy_dtype(name: str) -> np.dtype:
     if name == "bfloat16":
         import ml_dtypes  # NumPy has no bfloat16 of its own; ml_dtypes ships with JAX
@@ -41,50 +43,68 @@ def _has_ml_dtypes() -> bool:
     return importlib.util.find_spec("ml_dtypes") is not None
 
 
+@functools.lru_cache(maxsize=256)
+def _layer_names(sizes: tuple[int, ...]) -> tuple[tuple[str, str], ...]:
+    """Each layer's (weight, bias) ``state_dict`` names."""
+    names = param_names(sizes)
+    return tuple(zip(names[0::2], names[1::2], strict=True))
+
+
 class NumpyModel:
+    """The reference network. It never writes into a parameter array (every update makes
+    new ones), so the arrays it hands out stay as they were when handed out."""
+
     def __init__(self, case: Case, inputs: Inputs) -> None:
         dtype = numpy_dtype(case.dtype)
-        names = param_names(case.network.sizes)
-        self.params = {name: inputs.params[name].astype(dtype) for name in names}
+        self.layer_names = _layer_names(case.network.sizes)
+        self.params = {
+            name: inputs.params[name].astype(dtype) for layer in self.layer_names for name in layer
+        }
         self.x = inputs.x.astype(dtype)
         self.y = inputs.y.astype(dtype)
-        self.n_layers = case.network.n_layers
-        self.hidden = ACTIVATIONS[case.network.activation]
-        self.last = ACTIVATIONS[case.network.output_activation]
-        self.layer_names = list(zip(names[0::2], names[1::2], strict=True))  # (weight, bias)
+        n_layers = len(self.layer_names)
+        hidden = ACTIVATIONS[case.network.activation]
+        self.activations = [hidden] * (n_layers - 1) + [ACTIVATIONS[case.network.output_activation]]
         self.loss_name = case.loss.name
         self.loss_args = case.loss.args
         self.optimizer = Optimizer(case.optimizer.name, case.optimizer.args)
         self._forward_pass: tuple[list[np.ndarray], list[np.ndarray]] | None = None
 
     def _layers(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """Activations a_0 = x, a_1 .. a_L and derivatives f'(z_1) .. f'(z_L).
+        """Pre-activations z_1 .. z_L and activations a_0 = x, a_1 .. a_L.
 
         Computed once per parameter values: the output, the hidden layers' outputs and the
         step's backward pass all read the same forward pass; the update invalidates it.
         """
         if self._forward_pass is None:
-            a, activations, slopes = self.x, [self.x], []
-            for layer, (weight, bias) in enumerate(self.layer_names):
-                activation = self.last if layer == self.n_layers - 1 else self.hidden
-                a, slope = activation(a @ self.params[weight].T + self.params[bias])
+            a, pre_activations, activations = self.x, [], [self.x]
+            for activation, (weight, bias) in zip(self.activations, self.layer_names, strict=True):
+                z = a @ self.params[weight].T + self.params[bias]
+                a = activation.value(z)
+                pre_activations.append(z)
                 activations.append(a)
-                slopes.append(slope)
-            self._forward_pass = activations, slopes
+            self._forward_pass = pre_activations, activations
         return self._forward_pass
 
     def forward(self) -> np.ndarray:
-        return self._layers()[0][-1]
+        return self._layers()[1][-1]
 
     def layer_outputs(self) -> list[np.ndarray]:
-        return self._layers()[0][1:-1]
+        return self._layers()[1][1:-1]
 
     def train_step(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        activations, slopes = self._layers()
+        pre_activations, activations = self._layers()
+        # f'(z_l), only now: the forward pass after the last update never needs them
+        slopes = [
+            activation.derivative(z, a)
+            for activation, z, a in zip(
+                self.activations, pre_activations, activations[1:], strict=True
+            )
+        ]
         loss, dloss_dout = LOSSES[self.loss_name](activations[-1], self.y, self.loss_args)
         grads: dict[str, np.ndarray] = {}
         delta = dloss_dout * slopes[-1]  # dloss/dz of the last layer
-        for layer in reversed(range(self.n_layers)):
+        for layer in reversed(range(len(self.layer_names))):
             weight, bias = self.layer_names[layer]
             grads[weight] = delta.T @ activations[layer]
             grads[bias] = delta.sum(axis=0)
@@ -101,4 +121,4 @@ class NumpyModel:
         self._forward_pass = None
 
     def parameters(self) -> dict[str, np.ndarray]:
-        return {name: value.copy() for name, value in self.params.items()}
+        return dict(self.params)  # no copies: an update replaces the arrays (class docstring)

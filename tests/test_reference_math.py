@@ -71,3 +71,38 @@ def test_the_references_mean_is_numpys_mean_bit_for_bit(dtype):
             expected, got = x.mean(), _mean(x)
             assert got.dtype == expected.dtype
             assert np.asarray(got).tobytes() == np.asarray(expected).tobytes(), (size, x.ravel())
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32", "float64"])
+def test_a_converted_constant_gives_the_bits_of_a_python_operand(dtype):
+    """``constants`` stands in for Python numbers in the reference's operations; the results
+    (values and dtype, which is float32 where a Python float meets bfloat16) must not move."""
+    from backends.numpy_manual import numpy_dtype
+    from backends.reference_math import constants
+
+    rng = np.random.default_rng(11)
+    x = (rng.standard_normal(257) * 10 ** rng.uniform(-3, 3, 257)).astype(numpy_dtype(dtype))
+    values = [
+        0,
+        1,
+        -1,
+        2,
+        7,
+        1000,
+        0.1,
+        0.05,
+        1e-4,
+        0.9,
+        1 - 0.9,
+        *map(float, rng.uniform(-5, 5, 20)),
+    ]
+    operations = [np.multiply, np.add, np.subtract, np.divide, np.minimum, np.copysign]
+    for value in values:
+        (converted,) = constants(x.dtype, value)
+        for operation in operations:
+            for expected, got in [
+                (operation(x, value), operation(x, converted)),
+                (operation(value, x), operation(converted, x)),
+            ]:
+                assert got.dtype == expected.dtype, (operation, value)
+                assert got.tobytes() == expected.tobytes(), (operation, value)

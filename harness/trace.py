@@ -37,11 +37,58 @@ class Trace:
 
     def rows(self) -> dict[str, np.ndarray]:
         """Columns ``step, quantity, param, index, value`` (value as exact float64)."""
-        pieces = computation_pieces(self)
-        arrays = [np.asarray(a) for _, _, _, a in pieces]
-        shapes = zip(pieces, arrays, strict=True)
-        layout = row_layout(tuple((step, q, param, a.size) for (step, q, param, _), a in shapes))
+        recorded = _recorded(self)
+        arrays = [a if type(a) is np.ndarray else np.asarray(a) for a in recorded]
+        structure = (
+            tuple(map(len, self.activations)),
+            tuple(map(tuple, self.grads)),
+            tuple(map(tuple, self.params)),
+            self.output_after is None,
+            tuple(a.size for a in arrays),
+        )
+        layout = _LAYOUTS.get(structure)
+        if layout is None:
+            layout = _layout_of(self, recorded, arrays)
+            if len(_LAYOUTS) < _MAX_LAYOUTS:
+                _LAYOUTS[structure] = layout
         return {**layout, "value": _values_float64(arrays)}
+
+
+# Layouts by a trace's structure: a per-case loop meets few, and looking one up by structure
+# costs a third of laying out the pieces again (this is per case, so it counts).
+_LAYOUTS: dict[tuple[object, ...], dict[str, np.ndarray]] = {}
+_MAX_LAYOUTS = 1024
+
+
+def _recorded(trace: Trace) -> list[np.ndarray]:
+    """The recorded arrays (a loss may be a Python float) in the order of ``computation_pieces``,
+    without their labels; ``_layout_of`` checks that the two orders agree."""
+    arrays: list[np.ndarray] = []
+    for step, (loss, grads, params) in enumerate(
+        zip(trace.losses, trace.grads, trace.params, strict=True)
+    ):
+        if step < len(trace.activations):
+            arrays += trace.activations[step]
+        if step == 0:
+            arrays.append(trace.output)
+        arrays.append(loss)
+        arrays += grads.values()
+        arrays += params.values()
+    if not trace.losses:
+        arrays.append(trace.output)
+    if trace.output_after is not None:
+        arrays.append(trace.output_after)
+    return arrays
+
+
+def _layout_of(
+    trace: Trace, recorded: list[np.ndarray], arrays: list[np.ndarray]
+) -> dict[str, np.ndarray]:
+    pieces = computation_pieces(trace)
+    if [id(a) for *_, a in pieces] != [id(a) for a in recorded]:
+        raise AssertionError("_recorded and computation_pieces disagree on the order")
+    shapes = zip(pieces, arrays, strict=True)
+    return row_layout(tuple((step, q, param, a.size) for (step, q, param, _), a in shapes))
 
 
 Piece = tuple[int, str, str, np.ndarray]  # step, quantity, param, values

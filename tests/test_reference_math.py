@@ -106,3 +106,20 @@ def test_a_converted_constant_gives_the_bits_of_a_python_operand(dtype):
             ]:
                 assert got.dtype == expected.dtype, (operation, value)
                 assert got.tobytes() == expected.tobytes(), (operation, value)
+
+
+def test_the_references_matrix_product_is_matmul_bit_for_bit():
+    """``ndarray.dot`` stands in for ``@`` in NumPy's own dtypes; bfloat16 keeps ``@``."""
+    from backends.numpy_manual import matrix_product, numpy_dtype
+
+    rng = np.random.default_rng(5)
+    for dtype in ("float16", "float32", "float64", "bfloat16"):
+        product = matrix_product(numpy_dtype(dtype))
+        for batch, fan_in, fan_out in [(1, 1, 1), (3, 7, 2), (8, 33, 16), (17, 100, 64)]:
+            a = rng.standard_normal((batch, fan_in)).astype(numpy_dtype(dtype))
+            weight = rng.standard_normal((fan_out, fan_in)).astype(numpy_dtype(dtype))
+            delta = rng.standard_normal((batch, fan_out)).astype(numpy_dtype(dtype))
+            for left, right in [(a, weight.T), (delta.T, a), (delta, weight)]:
+                expected, got = left @ right, product(left, right)
+                assert got.dtype == expected.dtype, (dtype, left.shape, right.shape)
+                assert got.tobytes() == expected.tobytes(), (dtype, left.shape, right.shape)

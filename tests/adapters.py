@@ -9,6 +9,7 @@ from typing import Any
 
 from backends.base import Model
 from backends.numpy_manual import NumpyBackend, NumpyModel
+from backends.reference_math import Activation
 from harness.cases import Case
 from harness.inputs import Inputs
 from harness.trace import Trace
@@ -143,11 +144,14 @@ class WrongHiddenActivationBackend(NumpyBackend):
 
     def build(self, case: Case, inputs: Inputs) -> Model:
         model = NumpyModel(case, inputs)
-        hidden = model.hidden
-
-        def too_large(z: Any) -> Any:
-            value, slope = hidden(z)
-            return value * WRONG_LAYER_FACTOR, slope
-
-        model.hidden = too_large
+        *hidden, last = model.nonlinearities
+        model.nonlinearities = [*map(_too_large, hidden), last]
         return model
+
+
+def _too_large(right: Activation) -> Activation:
+    """``right`` with values 0.1% too large and the right slopes."""
+    return Activation(
+        lambda z: right.value(z) * WRONG_LAYER_FACTOR,
+        lambda z, _: right.derivative(z, right.value(z)),
+    )

@@ -8,6 +8,7 @@ import numpy as np
 
 from backends.base import Model
 from backends.numpy_manual import NumpyBackend, NumpyModel
+from backends.reference_math import Activation
 from harness.cases import Case
 from harness.inputs import Inputs
 
@@ -36,16 +37,12 @@ class SigmoidSlopeBackend(NumpyBackend):
 
     def build(self, case: Case, inputs: Inputs) -> Model:
         model = NumpyModel(case, inputs)
-        right = model.last
-
-        def wrong(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            s, _ = right(z)
-            return s, s
-
-        if case.network.activation == "sigmoid":
-            model.hidden = wrong
-        if case.network.output_activation == "sigmoid":
-            model.last = wrong
+        names = [case.network.activation] * (len(model.nonlinearities) - 1)
+        names.append(case.network.output_activation)
+        model.nonlinearities = [
+            Activation(right.value, lambda z, s: s) if name == "sigmoid" else right
+            for name, right in zip(names, model.nonlinearities, strict=True)
+        ]
         return model
 
 

@@ -123,3 +123,32 @@ def test_the_references_matrix_product_is_matmul_bit_for_bit():
                 expected, got = left @ right, product(left, right)
                 assert got.dtype == expected.dtype, (dtype, left.shape, right.shape)
                 assert got.tobytes() == expected.tobytes(), (dtype, left.shape, right.shape)
+
+
+@pytest.mark.parametrize(
+    "optimizer", ["sgd", "sgd-momentum", "adam", "adamw", "rmsprop", "adagrad"]
+)
+def test_the_reference_never_writes_into_parameters_it_handed_out(optimizer, seed_case):
+    """``NumpyModel.parameters`` hands out its own arrays, uncopied: later steps must make new
+    arrays rather than update those in place, or a recorded step would change afterwards."""
+    import dataclasses
+
+    from backends.numpy_manual import NumpyModel
+    from harness.cases import OPTIMIZERS, Optimizer
+    from harness.inputs import make_inputs
+
+    name, _, variant = optimizer.partition("-")
+    args = {**OPTIMIZERS[name], "lr": 0.1, "weight_decay": 0.01}
+    if variant == "momentum":
+        args["momentum"] = 0.9
+    case = dataclasses.replace(seed_case, optimizer=Optimizer(name, args))
+    model = NumpyModel(case, make_inputs(case))
+    model.train_step()
+    handed_out = model.parameters()
+    kept = {key: value.copy() for key, value in handed_out.items()}
+    for _ in range(3):
+        model.train_step()
+        model.forward()
+    for key, value in handed_out.items():
+        assert value.tobytes() == kept[key].tobytes(), key
+    assert all(model.params[key] is not handed_out[key] for key in handed_out)

@@ -15,9 +15,9 @@ from typing import ClassVar, Protocol
 
 import numpy as np
 
-from harness.cases import ACTIVATIONS, DTYPES, LOSSES, OPTIMIZERS, Case
-from harness.inputs import Inputs
-from harness.trace import Trace
+from harness.cases.inputs import Inputs
+from harness.cases.model import ACTIVATIONS, DTYPES, LOSSES, OPTIMIZERS, Case
+from harness.run.trace import Trace
 
 
 class Model(Protocol):

@@ -28,11 +28,12 @@ from pathlib import Path
 
 import numpy as np
 
+from backends import registry
 from benchmarks.bare_loops import SeedValues, bare_loop
-from harness import determinism, registry
-from harness.cases import Case
-from harness.inputs import Inputs, make_inputs
-from harness.loader import load_cases
+from harness.cases.inputs import Inputs, make_inputs
+from harness.cases.loader import load_cases
+from harness.cases.model import Case
+from harness.run import determinism
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED_FILE = ROOT / "cases" / "seed.yaml"
@@ -179,8 +180,8 @@ SWEEP_TARGETS = {"numpy": 1_000_000, "torch": 1_000_000, "jax": 1_000_000, "tens
 
 def sweep_section(backends: Sequence[str], variants: int, sample: int, repeats: int) -> list[Row]:
     """Vectorized case-steps/s per backend (warm), and verdicts against the per-case loop."""
-    from harness import vectorize
-    from harness.batch_trace import BatchInputs
+    from harness.run import vectorize
+    from harness.run.batch_trace import BatchInputs
 
     cases = seed_variants(variants, seed=1)
     inputs = BatchInputs.stack([make_inputs(case) for case in cases])
@@ -206,9 +207,9 @@ def sweep_section(backends: Sequence[str], variants: int, sample: int, repeats: 
 
 def _verdict_row(cases: list[Case], backends: list[str]) -> Row:
     """Each case × backend verdict of a vectorized run against the per-case loop's."""
-    from harness import runner, vectorize
-    from harness.compare import compare
-    from harness.report import summarize
+    from harness.report.writer import summarize
+    from harness.run import runner, vectorize
+    from harness.verdict.compare import compare
 
     backends = list(dict.fromkeys(backends))
 

@@ -14,12 +14,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness import determinism, registry
+from backends import registry
 from harness.errors import BackendUnavailable, CaseError, CrossgradError, UnknownBackend, UsageError
-from harness.workers import DEFAULT_TIMEOUT
+from harness.run import determinism
+from harness.run.workers import DEFAULT_TIMEOUT
 
 if TYPE_CHECKING:
-    from harness.cases import Case
+    from harness.cases.model import Case
 
 # The commands import what they use when they run: a spawned worker process re-imports
 # the module that started it (this one, via the console script), and pandas, the reports
@@ -191,18 +192,18 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from harness.loader import load_cases
-    from harness.scheduler import prestart
+    from harness.cases.loader import load_cases
+    from harness.run.scheduler import prestart
 
     backends = _backend_names(args.backend, args.reference)
     cases = _select(load_cases(args.paths), args.case)
     if not args.vectorize:  # a vectorized run batches in this process; its workers start on demand
         prestart(backends, args.jobs)
 
-    from harness.coverage import coverage_text
-    from harness.known import load_known
-    from harness.pipeline import run_and_report
-    from harness.progress import ProgressDisplay
+    from harness.report.coverage import coverage_text
+    from harness.run.pipeline import run_and_report
+    from harness.run.progress import ProgressDisplay
+    from harness.verdict.known import load_known
 
     known = [] if args.known == "none" else load_known(Path(args.known))
     print(
@@ -255,11 +256,11 @@ def _positive_int(text: str) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from harness.coverage import coverage_markdown, merge_coverage
-    from harness.merge import merge
-    from harness.report import exit_status, format_table, write_report
-    from harness.repro import failing_pairs, sources_from_reports, write_repro
-    from harness.results_io import read_results
+    from harness.report.coverage import coverage_markdown, merge_coverage
+    from harness.report.merge import merge
+    from harness.report.repro import failing_pairs, sources_from_reports, write_repro
+    from harness.report.results_io import read_results
+    from harness.report.writer import exit_status, format_table, write_report
 
     inputs = [read_results(Path(p)) for p in args.results]
     table = merge(inputs)
@@ -283,8 +284,8 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _diff(args: argparse.Namespace) -> int:
-    from harness.regression import diff
-    from harness.results_io import read_results
+    from harness.report.diff import diff
+    from harness.report.results_io import read_results
 
     baseline = read_results(Path(args.baseline))
     current = read_results(Path(args.current))
@@ -299,7 +300,7 @@ def _diff(args: argparse.Namespace) -> int:
 
 
 def _select(cases: list[Case], patterns: list[str]) -> list[Case]:
-    from harness.patterns import matches
+    from harness.cases.patterns import matches
 
     if not patterns:
         return cases
@@ -327,7 +328,7 @@ def _backend_names(requested: list[str], reference: str) -> list[str]:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from harness.loader import load_cases
+    from harness.cases.loader import load_cases
 
     cases = load_cases(args.paths)
     files = len({c.source.rpartition(":")[0] for c in cases})
@@ -336,8 +337,8 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _check_adapter(args: argparse.Namespace) -> int:
-    from harness import conformance
-    from harness.known import load_known
+    from harness.conformance import battery as conformance
+    from harness.verdict.known import load_known
 
     known = [] if args.known == "none" else load_known(Path(args.known))
     results, table = conformance.check_adapter(args.name, args.reference, args.check, known)

@@ -8,11 +8,11 @@ import time
 from typing import Any
 
 from backends.base import Model
-from backends.numpy_manual import NumpyBackend, NumpyModel
-from backends.reference_math import Activation
-from harness.cases import Case
-from harness.inputs import Inputs
-from harness.trace import Trace
+from backends.numpy.eager import NumpyBackend, NumpyModel
+from backends.numpy.ops import Activation
+from harness.cases.inputs import Inputs
+from harness.cases.model import Case
+from harness.run.trace import Trace
 
 WRONG_PARAM = "layers.1.bias"
 WRONG_FACTOR = 1.001  # one bias gradient off by 0.1%

@@ -7,10 +7,10 @@ from typing import Any
 import numpy as np
 
 from backends.base import Model
-from backends.numpy_manual import NumpyBackend, NumpyModel
-from backends.reference_math import Activation
-from harness.cases import Case
-from harness.inputs import Inputs
+from backends.numpy.eager import NumpyBackend, NumpyModel
+from backends.numpy.ops import Activation
+from harness.cases.inputs import Inputs
+from harness.cases.model import Case
 
 
 class TransposedGradientBackend(NumpyBackend):

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import registry
-from harness.loader import load_cases
+from backends import registry
+from harness.cases.loader import load_cases
 
 ROOT = Path(__file__).resolve().parent.parent
 CASES = ROOT / "cases"
@@ -48,8 +48,8 @@ def write_case(tmp_path: Path, text: str, name: str = "case.yaml") -> Path:
 
 def run_and_compare(cases, backends, reference="numpy"):
     """The compared results table of ``cases`` on ``backends`` (reference run first)."""
-    from harness.compare import compare
-    from harness.runner import run
+    from harness.run.runner import run
+    from harness.verdict.compare import compare
 
     names = list(dict.fromkeys([reference, *backends]))
     return compare(run(cases, names), cases, reference)

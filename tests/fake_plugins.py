@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from backends.numpy_manual import NumpyBackend
+from backends.numpy.eager import NumpyBackend
 
 
 class EchoPluginBackend(NumpyBackend):

@@ -8,7 +8,8 @@ import tomllib
 import pytest
 from conftest import ROOT
 
-from harness import conformance, registry
+from backends import registry
+from harness.conformance import battery as conformance
 
 GUIDE = (ROOT / "docs" / "adding-an-adapter.md").read_text(encoding="utf-8")
 EXAMPLES = dict(re.findall(r"<!-- example: (\S+) -->\n```\w+\n(.*?)```", GUIDE, re.DOTALL))

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from conftest import CASES, DATA, run_and_compare
 
-from harness import registry
-from harness.inputs import make_inputs
-from harness.loader import load_cases
+from backends import registry
+from harness.cases.inputs import make_inputs
+from harness.cases.loader import load_cases
 
 
 @pytest.fixture(scope="module")

@@ -15,9 +15,9 @@ import pytest
 from conftest import ROOT, write_case
 from test_bad_input import GOOD
 
+from harness.cases.loader import MAX_FILE_BYTES
+from harness.cases.yaml_nodes import MAX_DEPTH
 from harness.cli import main
-from harness.loader import MAX_FILE_BYTES
-from harness.yaml_nodes import MAX_DEPTH
 
 
 def _billion_laughs() -> str:

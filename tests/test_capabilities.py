@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from conftest import CASES, write_case
 
-from harness import registry
-from harness.cases import ACTIVATIONS, DTYPES, LOSSES, OPTIMIZERS
-from harness.loader import load_cases
-from harness.runner import run
+from backends import registry
+from harness.cases.loader import load_cases
+from harness.cases.model import ACTIVATIONS, DTYPES, LOSSES, OPTIMIZERS
+from harness.run.runner import run
 
 SEED_TEXT = (CASES / "seed.yaml").read_text(encoding="utf-8")
 

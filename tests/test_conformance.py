@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from harness import conformance, registry
+from backends import registry
 from harness.cli import main
-from harness.known import load_known
+from harness.conformance import battery as conformance
+from harness.verdict.known import load_known
 
 WRONG = {
     "transposed_grad": "conformance_adapters:TransposedGradientBackend",

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from conftest import BUILTIN_BACKENDS, CASES
 
-from harness import workers
 from harness.cli import main
-from harness.session import RUN_FILE
+from harness.run import workers
+from harness.run.session import RUN_FILE
 
 SUITE = [str(CASES / "seed.yaml"), str(CASES / "mlp-nonsquare.yaml")]
 # float32 and float64, one and three steps, with momentum: enough to show any drift,

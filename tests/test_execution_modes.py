@@ -7,8 +7,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from harness import registry
-from harness.inputs import make_inputs
+from backends import registry
+from harness.cases.inputs import make_inputs
 from tests.conftest import run_and_compare
 
 DEFAULT_MODES = {"numpy": "eager", "torch": "eager", "jax": "jit", "tensorflow": "function"}

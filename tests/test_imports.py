@@ -12,9 +12,9 @@ FRAMEWORKS = ["torch", "jax", "jaxlib", "optax", "tensorflow", "keras"]
 
 PROBE = """
 import json, sys
-import harness, harness.cli, harness.runner, harness.compare, harness.report
-from harness import registry
-from harness.loader import load_cases
+import harness, harness.cli, harness.run.runner, harness.verdict.compare, harness.report.writer
+from backends import registry
+from harness.cases.loader import load_cases
 load_cases(["cases"])
 registry.available_names()
 for name in registry.entries():
@@ -55,9 +55,9 @@ def test_what_a_worker_imports_before_its_framework_leaves_out_pandas_and_report
     script imports harness.cli) and then the worker module; pandas and the report code
     there would cost every worker most of a second of CPU while the frameworks load."""
     probe = (
-        "import json, sys, harness.cli, harness.workers; "
+        "import json, sys, harness.cli, harness.run.workers; "
         "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
-        "('pandas', 'pyarrow', 'plotly', 'mpmath') or m in ('harness.report', 'harness.compare'))))"
+        "('pandas', 'pyarrow', 'plotly', 'mpmath') or m in ('harness.report.writer', 'harness.verdict.compare'))))"
     )
     result = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=120

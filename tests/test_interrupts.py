@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 from conftest import CASES, ROOT, write_case
 
-from harness import registry
+from backends import registry
 from harness.cli import main
-from harness.session import PARTIAL_FILE, RUN_FILE
+from harness.run.session import PARTIAL_FILE, RUN_FILE
 
 VARIANTS = 40
 SWEEP = (CASES / "seed.yaml").read_text(encoding="utf-8").split("expect:")[0] + (
@@ -25,7 +25,7 @@ SWEEP = (CASES / "seed.yaml").read_text(encoding="utf-8").split("expect:")[0] + 
 CLI_WITH_TEST_ADAPTERS = f"""
 import sys
 sys.path.insert(0, {str(ROOT / "tests")!r})
-from harness import registry
+from backends import registry
 registry.BUILTINS["slow"] = "adapters:SlowBackend"
 from harness.cli import main
 sys.exit(main(sys.argv[1:]))
@@ -129,7 +129,7 @@ def test_fail_fast_stops_at_the_first_divergence(tmp_path, monkeypatch):
 
 SECOND_SIGNAL = """
 import os, signal, time
-from harness.interrupts import Interrupted, SignalGuard
+from harness.run.interrupts import Interrupted, SignalGuard
 with SignalGuard() as guard:
     try:
         os.kill(os.getpid(), signal.SIGINT)

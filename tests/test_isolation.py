@@ -9,10 +9,11 @@ import pytest
 from adapters import MISBEHAVES_ON
 from conftest import CASES
 
-from harness import registry, workers
+from backends import registry
+from harness.cases.loader import load_cases
 from harness.cli import main
-from harness.loader import load_cases
-from harness.runner import run
+from harness.run import workers
+from harness.run.runner import run
 
 TIMEOUT_S = 3
 MISBEHAVING = {

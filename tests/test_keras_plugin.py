@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from conftest import ROOT
 
-from harness import registry
+from backends import registry
 from harness.cli import main
 
 PLUGIN = ROOT / "plugins" / "crossgrad-keras"

@@ -6,11 +6,11 @@ import pandas as pd
 import pytest
 from conftest import CASES, write_case
 
+from harness.cases.loader import load_cases
+from harness.cases.patterns import matches
 from harness.cli import main
 from harness.errors import CaseError
-from harness.known import apply_known, load_known
-from harness.loader import load_cases
-from harness.patterns import matches
+from harness.verdict.known import apply_known, load_known
 
 ENTRY = """\
 divergences:
@@ -26,7 +26,7 @@ divergences:
 
 @pytest.fixture
 def wrong_bias(monkeypatch):
-    from harness import registry
+    from backends import registry
 
     monkeypatch.setitem(registry.BUILTINS, "wrong_bias", "adapters:WrongBiasGradientBackend")
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from conftest import BUILTIN_BACKENDS, CASES
 
-from harness.cases import ACTIVATIONS, DTYPES, LOSSES, OPTIMIZERS
+from harness.cases.model import ACTIVATIONS, DTYPES, LOSSES, OPTIMIZERS
 from harness.cli import main
 
 KNOB_VOCABULARY = {

@@ -17,9 +17,9 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from test_bad_input import GOOD
 
-from harness.cases import Case
+from harness.cases.loader import load_cases
+from harness.cases.model import Case
 from harness.errors import CaseError
-from harness.loader import load_cases
 
 SEEDS = [
     GOOD,

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 from conftest import CASES, run_and_compare
 
-from harness import oracle, oracle_mp
-from harness.inputs import make_inputs
-from harness.loader import load_cases
+from harness.cases.inputs import make_inputs
+from harness.cases.loader import load_cases
+from harness.verdict import oracle, oracle_mp
 
 ALL_CASES = load_cases([CASES])
 IDS = [case.name for case in ALL_CASES]
@@ -60,7 +60,7 @@ def test_reference_gradients_match_central_finite_differences(case):
 
 def test_finite_differences_catch_a_wrong_gradient(monkeypatch):
     """The check can fail: a reference whose bias gradient is 0.1% off is caught."""
-    from backends import numpy_manual
+    from backends.numpy import eager as numpy_manual
 
     (case,) = load_cases([CASES / "seed.yaml"])
     original = numpy_manual.NumpyModel.train_step

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import re
 
-from harness.progress import BAR_WIDTH, LOG_INTERVAL, REDRAW_INTERVAL, ProgressDisplay
+from harness.run.progress import BAR_WIDTH, LOG_INTERVAL, REDRAW_INTERVAL, ProgressDisplay
 
 
 class Clock:

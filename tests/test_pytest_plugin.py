@@ -12,13 +12,13 @@ from conftest import ROOT
 CONFTEST = """\
 import sys
 sys.path[:0] = [{root!r}, {tests!r}]
-from harness import registry
+from backends import registry
 registry.BUILTINS["sigmoid_slope"] = "conformance_adapters:SigmoidSlopeBackend"
-pytest_plugins = ["harness.pytest_plugin"]
+pytest_plugins = ["harness.conformance.pytest_plugin"]
 """
 
 TEST_FILE = """\
-from harness.pytest_plugin import assert_conforms
+from harness.conformance.pytest_plugin import assert_conforms
 
 
 def test_conformance(crossgrad_result):

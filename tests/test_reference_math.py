@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from backends.reference_math import ACTIVATIONS, LOSSES
-from harness.cases import LOSSES as LOSS_DEFAULTS
+from backends.numpy.ops import ACTIVATIONS, LOSSES
+from harness.cases.model import LOSSES as LOSS_DEFAULTS
 
 STEP = 1e-6
 # Points away from the kinks of relu, leaky_relu and elu, where a finite difference straddles two slopes.
@@ -60,8 +60,8 @@ def test_loss_gradient_matches_finite_difference(name):
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32", "float64"])
 def test_the_references_mean_is_numpys_mean_bit_for_bit(dtype):
     """The losses' fast mean must not move a single bit from ``ndarray.mean``."""
-    from backends.numpy_manual import numpy_dtype
-    from backends.reference_math import _mean
+    from backends.numpy.eager import numpy_dtype
+    from backends.numpy.ops import _mean
 
     rng = np.random.default_rng(7)
     for size in (1, 2, 3, 7, 12, 33, 1000):
@@ -77,8 +77,8 @@ def test_the_references_mean_is_numpys_mean_bit_for_bit(dtype):
 def test_a_converted_constant_gives_the_bits_of_a_python_operand(dtype):
     """``constants`` stands in for Python numbers in the reference's operations; the results
     (values and dtype, which is float32 where a Python float meets bfloat16) must not move."""
-    from backends.numpy_manual import numpy_dtype
-    from backends.reference_math import constants
+    from backends.numpy.eager import numpy_dtype
+    from backends.numpy.ops import constants
 
     rng = np.random.default_rng(11)
     x = (rng.standard_normal(257) * 10 ** rng.uniform(-3, 3, 257)).astype(numpy_dtype(dtype))
@@ -110,7 +110,7 @@ def test_a_converted_constant_gives_the_bits_of_a_python_operand(dtype):
 
 def test_the_references_matrix_product_is_matmul_bit_for_bit():
     """``ndarray.dot`` stands in for ``@`` in NumPy's own dtypes; bfloat16 keeps ``@``."""
-    from backends.numpy_manual import matrix_product, numpy_dtype
+    from backends.numpy.eager import matrix_product, numpy_dtype
 
     rng = np.random.default_rng(5)
     for dtype in ("float16", "float32", "float64", "bfloat16"):
@@ -133,9 +133,9 @@ def test_the_reference_never_writes_into_parameters_it_handed_out(optimizer, see
     arrays rather than update those in place, or a recorded step would change afterwards."""
     import dataclasses
 
-    from backends.numpy_manual import NumpyModel
-    from harness.cases import OPTIMIZERS, Optimizer
-    from harness.inputs import make_inputs
+    from backends.numpy.eager import NumpyModel
+    from harness.cases.inputs import make_inputs
+    from harness.cases.model import OPTIMIZERS, Optimizer
 
     name, _, variant = optimizer.partition("-")
     args = {**OPTIMIZERS[name], "lr": 0.1, "weight_decay": 0.01}

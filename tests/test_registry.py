@@ -12,11 +12,11 @@ from dataclasses import dataclass
 import pytest
 from conftest import CASES
 
-from harness import registry
+from backends import registry
+from harness.cases.loader import load_cases
 from harness.cli import main
 from harness.errors import BackendUnavailable, CrossgradError
-from harness.loader import load_cases
-from harness.runner import run
+from harness.run.runner import run
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,7 @@ def test_two_adapters_with_one_name_are_an_error_naming_both_sources(monkeypatch
     with pytest.raises(CrossgradError) as caught:
         registry.entries()
     message = str(caught.value)
-    assert "backends.torch_backend:TorchBackend (built-in)" in message
+    assert "backends.torch.eager:TorchBackend (built-in)" in message
     assert "fake_plugins:EchoPluginBackend (plugin crossgrad-impostor)" in message
     assert main(["backends"]) == 2
     assert "two adapters are named 'torch'" in capsys.readouterr().err

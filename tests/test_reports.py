@@ -14,7 +14,7 @@ import pytest
 import xmlschema
 from conftest import BUILTIN_BACKENDS, CASES, DATA, ROOT
 
-from harness import registry
+from backends import registry
 from harness.cli import main
 
 BASELINE = ROOT / "reports" / "baseline"

@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from harness import registry
-from harness.scheduler import default_jobs, start_order
+from backends import registry
+from harness.run.scheduler import default_jobs, start_order
 
 
 def test_the_reference_starts_first_then_the_slowest_starting_backends():

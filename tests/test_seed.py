@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from conftest import CASES, ROOT
 
-from harness import registry
-from harness.inputs import make_inputs
+from backends import registry
+from harness.cases.inputs import make_inputs
 
 # The article's printed values (shared/seeds/pytorch-hello-world.txt), 4 decimals.
 ARTICLE = {

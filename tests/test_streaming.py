@@ -11,12 +11,13 @@ import pandas as pd
 import pytest
 from conftest import CASES, DATA, write_case
 
-from harness import pipeline, registry
+from backends import registry
+from harness.cases.loader import load_cases
 from harness.cli import main
-from harness.interrupts import Interrupted, SignalGuard
-from harness.loader import load_cases
-from harness.report import ReportWriter
-from harness.session import FAIL_FAST, PARTIAL_FILE, RUN_FILE, RunSession
+from harness.report.writer import ReportWriter
+from harness.run import pipeline
+from harness.run.interrupts import Interrupted, SignalGuard
+from harness.run.session import FAIL_FAST, PARTIAL_FILE, RUN_FILE, RunSession
 
 # The seed network over 11 initial-weight seeds: one vectorized group, cut by any chunk size.
 SEEDS = 11

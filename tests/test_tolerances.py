@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 from conftest import CASES
 
-from harness.compare import compare, tolerance_for
-from harness.loader import load_cases
-from harness.runner import run
+from harness.cases.loader import load_cases
+from harness.run.runner import run
+from harness.verdict.compare import compare, tolerance_for
 
 INJECTED = 1e-4
 FLOAT32_CASES = [case for case in load_cases([CASES]) if case.dtype == "float32"]

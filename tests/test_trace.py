@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from harness.cases import param_shapes
-from harness.trace import Trace, computation_pieces
+from harness.cases.model import param_shapes
+from harness.run.trace import Trace, computation_pieces
 
 
 def _rows_from_pieces(trace: Trace) -> pd.DataFrame:

@@ -8,14 +8,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness import registry, runner, vectorize
-from harness.batch_trace import BatchInputs, BatchTrace
-from harness.cases import Case
-from harness.compare import compare
-from harness.inputs import make_inputs
-from harness.loader import load_cases
-from harness.report import summarize
-from harness.trace import Trace
+from backends import registry
+from harness.cases.inputs import make_inputs
+from harness.cases.loader import load_cases
+from harness.cases.model import Case
+from harness.report.writer import summarize
+from harness.run import runner, vectorize
+from harness.run.batch_trace import BatchInputs, BatchTrace
+from harness.run.trace import Trace
+from harness.verdict.compare import compare
 from tests.conftest import CASES
 
 BATCHED = list(vectorize.VECTORIZED)

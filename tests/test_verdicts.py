@@ -11,7 +11,7 @@ import pytest
 from adapters import WRONG_PARAM
 from conftest import CASES
 
-from harness import registry
+from backends import registry
 from harness.cli import main
 
 TEST_ADAPTERS = {
@@ -91,7 +91,7 @@ def test_a_wrong_hidden_layer_is_localized_to_that_layer_before_the_output(tmp_p
 
 
 def test_first_divergence_follows_backprop_order_from_the_last_layer_back():
-    from harness.localize import first_divergence
+    from harness.verdict.localize import first_divergence
 
     def row(quantity, param, status="diverged", step=0, index=0):
         return {
@@ -137,8 +137,8 @@ def test_the_repro_command_reruns_just_that_case_on_just_that_backend(tmp_path, 
 def test_a_known_divergence_has_cause_known_and_needs_no_control_run():
     from conftest import run_and_compare
 
-    from harness.loader import load_cases
-    from harness.triage import assign_causes
+    from harness.cases.loader import load_cases
+    from harness.verdict.triage import assign_causes
 
     cases = load_cases([CASES / "seed.yaml"])
     table = run_and_compare(cases, ["wrong_bias"])

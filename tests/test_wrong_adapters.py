@@ -7,7 +7,7 @@ import pytest
 from adapters import WRONG_PARAM
 from conftest import CASES
 
-from harness import registry
+from backends import registry
 from harness.cli import main
 
 

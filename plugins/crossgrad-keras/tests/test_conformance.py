@@ -1,6 +1,6 @@
 """crossgrad's conformance battery on this adapter: one test item per check."""
 
-from harness.pytest_plugin import assert_conforms
+from harness.conformance.pytest_plugin import assert_conforms
 
 
 def test_conformance(crossgrad_result):

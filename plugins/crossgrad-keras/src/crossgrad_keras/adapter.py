@@ -19,8 +19,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from backends.base import Backend, Model
-from harness.cases import Case
-from harness.inputs import Inputs
+from harness.cases.inputs import Inputs
+from harness.cases.model import Case
 
 
 class WorkerError(RuntimeError):

@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from harness import determinism
-from harness.cases import Case
-from harness.inputs import Inputs
+from harness.cases.inputs import Inputs
+from harness.cases.model import Case
+from harness.run import determinism
 
 
 def load_keras() -> tuple[Any, Any]:

@@ -1,0 +1,1 @@
+"""TensorFlow: Keras Dense layers, tf.GradientTape, Keras losses and optimizers."""

@@ -1,0 +1,1 @@
+"""PyTorch: torch.nn layers and losses, torch.optim optimizers, autograd."""

@@ -1,0 +1,179 @@
+"""YAML case files -> ``Case`` objects, with every problem located (file:line:col key.path)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from harness.cases.matrix import expand
+from harness.cases.model import Case
+from harness.cases.schema import check_case
+from harness.cases.yaml_nodes import Located, YamlProblems, parse_documents_leniently
+from harness.errors import CaseError, Problem
+
+CASE_SUFFIXES = (".yaml", ".yml")
+# Files under cases/ that hold data about cases rather than cases.
+NOT_CASE_FILES = ("known_divergences.yaml",)
+# Far above any hand-written case file; a bigger one is a mistake that would eat memory.
+MAX_FILE_BYTES = 16 * 2**20
+
+
+def discover(paths: Iterable[str | Path]) -> list[Path]:
+    """Case files under ``paths`` (files as given, directories searched recursively)."""
+    files: list[Path] = []
+    problems: list[Problem] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found = sorted(
+                p
+                for p in path.rglob("*")
+                if p.suffix in CASE_SUFFIXES and p.name not in NOT_CASE_FILES and p.is_file()
+            )
+            if not found:
+                problems.append(
+                    Problem(str(path), 0, 0, "", "directory holds no case files (*.yaml, *.yml)")
+                )
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            problems.append(Problem(str(path), 0, 0, "", "no such file or directory"))
+    if problems:
+        raise CaseError(problems)
+    return list(dict.fromkeys(files))
+
+
+def load_cases(paths: Iterable[str | Path]) -> list[Case]:
+    """Every case (matrix variants expanded) in ``paths``; raises ``CaseError`` with all problems."""
+    cases: list[Case] = []
+    problems: list[Problem] = []
+    for file in discover(paths):
+        try:
+            cases += load_file(file)
+        except CaseError as exc:
+            problems += exc.problems
+    problems += _duplicate_names(cases)
+    if problems:
+        raise CaseError(problems)
+    return cases
+
+
+def load_file(file: Path) -> list[Case]:
+    filename = str(file)
+    try:
+        text = _read_text(file)
+        documents, problems = parse_documents_leniently(text, filename)
+        refused = {(p.line, p.column) for p in problems}  # values already reported as unreadable
+    except YamlProblems as exc:
+        raise CaseError(exc.problems) from None
+    if not documents:
+        raise CaseError(
+            [Problem(filename, 0, 0, "", "empty file: expected a case mapping or 'cases: [...]'")]
+        )
+    cases: list[Case] = []
+    for node in _case_nodes(documents, filename, problems):
+        expanded = expand(node, filename)
+        if isinstance(expanded, list):
+            problems += expanded
+            continue
+        for variant_node, variant in expanded:
+            case, found = check_case(variant_node, filename, variant)
+            problems += [p for p in found if (p.line, p.column) not in refused]
+            if case is not None:
+                cases.append(case)
+    if problems:
+        raise CaseError(problems)
+    return cases
+
+
+def _read_text(file: Path) -> str:
+    try:
+        size = file.stat().st_size
+        if size > MAX_FILE_BYTES:
+            message = f"file is {size / 2**20:.0f} MiB; a case file may hold at most {MAX_FILE_BYTES // 2**20} MiB"
+            raise YamlProblems([Problem(str(file), 0, 0, "", message)])
+        data = file.read_bytes()
+    except OSError as exc:
+        raise YamlProblems([Problem(str(file), 0, 0, "", f"cannot read: {exc.strerror}")]) from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise YamlProblems(
+            [
+                Problem(
+                    str(file),
+                    line,
+                    column,
+                    "",
+                    f"not UTF-8 text: byte 0x{data[exc.start]:02x} cannot be decoded",
+                )
+            ]
+        ) from None
+
+
+def _case_nodes(documents: list[Located], filename: str, problems: list[Problem]) -> list[Located]:
+    nodes: list[Located] = []
+    for doc in documents:
+        if isinstance(doc.value, dict) and "cases" in doc.value:
+            extra = [k for k in doc.value if k != "cases"]
+            for key in extra:
+                problems.append(
+                    Problem(
+                        filename,
+                        *doc.key_positions[key],
+                        key,
+                        "a file with 'cases:' holds nothing else",
+                    )
+                )
+            listed = doc.value["cases"]
+            if not isinstance(listed.value, list) or not listed.value:
+                problems.append(
+                    Problem(
+                        filename,
+                        listed.line,
+                        listed.column,
+                        "cases",
+                        "expected a non-empty list of case mappings",
+                    )
+                )
+                continue
+            for i, item in enumerate(listed.value):
+                if not isinstance(item.value, dict):
+                    problems.append(
+                        Problem(
+                            filename,
+                            item.line,
+                            item.column,
+                            f"cases.{i}",
+                            "expected a case mapping",
+                        )
+                    )
+                else:
+                    nodes.append(item)
+        elif isinstance(doc.value, dict):
+            nodes.append(doc)
+        else:
+            problems.append(
+                Problem(
+                    filename, doc.line, doc.column, "", "expected a case mapping or 'cases: [...]'"
+                )
+            )
+    return nodes
+
+
+def _duplicate_names(cases: list[Case]) -> list[Problem]:
+    seen: dict[str, Case] = {}
+    problems = []
+    for case in cases:
+        if case.name in seen:
+            file, _, line = case.source.rpartition(":")
+            message = (
+                f"duplicate case name {case.name!r} (first defined at {seen[case.name].source})"
+            )
+            problems.append(Problem(file, int(line), 1, "name", message))
+        else:
+            seen[case.name] = case
+    return problems

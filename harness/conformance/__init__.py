@@ -1,0 +1,1 @@
+"""The conformance battery an adapter author runs (`crossgrad check-adapter`), and its pytest plugin."""

@@ -1,0 +1,1 @@
+"""Writing and reading reports: results tables, summaries, HTML, JUnit, coverage, repro, merge, diff."""

@@ -1,0 +1,140 @@
+"""Coverage: which activations, losses, optimizers and dtypes each backend ran, and how.
+
+Every knob value of every case is counted once per case × backend under the pair's
+status, so a glance shows that, say, rmsprop ran on tensorflow and was ``known`` there.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+
+from harness.cases.model import Case
+from harness.report.writer import SEVERITY, PairSummary
+
+KNOBS = ("activation", "output_activation", "loss", "optimizer", "dtype")
+
+
+def knob_values(case: Case) -> dict[str, str]:
+    return {
+        "activation": case.network.activation,
+        "output_activation": case.network.output_activation,
+        "loss": case.loss.name,
+        "optimizer": case.optimizer.name,
+        "dtype": case.dtype,
+    }
+
+
+CoverageCounts = Counter[tuple[str, str, str, str]]  # (knob, value, backend, status) -> pairs
+
+
+def coverage(summaries: Iterable[PairSummary], cases: Iterable[Case]) -> pd.DataFrame:
+    """Long table: knob, value, backend, status, pairs (number of case × backend pairs)."""
+    return coverage_frame(coverage_counts(summaries, cases))
+
+
+def coverage_counts(summaries: Iterable[PairSummary], cases: Iterable[Case]) -> CoverageCounts:
+    """Pairs per knob value, backend and status, in first-seen order (chunks add up)."""
+    knobs = {case.name: knob_values(case) for case in cases}
+    return Counter(
+        (knob, value, s.backend, s.status)
+        for s in summaries
+        if s.case in knobs
+        for knob, value in knobs[s.case].items()
+    )
+
+
+def coverage_frame(counts: CoverageCounts) -> pd.DataFrame:
+    frame = pd.DataFrame(
+        [(*key, pairs) for key, pairs in counts.items()],
+        columns=["knob", "value", "backend", "status", "pairs"],
+    )
+    return frame.astype({"pairs": "int64"})
+
+
+def coverage_markdown(table: pd.DataFrame) -> str:
+    """One table per knob: a row per value, a column per backend, cells like "12 ok, 2 known"."""
+    if table.empty:
+        return ""
+    backends = list(dict.fromkeys(table["backend"]))
+    lines = ["## Coverage", "", "Case × backend pairs per knob value and status.", ""]
+    for knob in KNOBS:
+        part = table[table["knob"] == knob]
+        lines += [
+            f"### {knob}",
+            "",
+            "| value | " + " | ".join(backends) + " |",
+            "|---" * (len(backends) + 1) + "|",
+        ]
+        for value in dict.fromkeys(part["value"]):
+            cells = [
+                _cell(part[(part["value"] == value) & (part["backend"] == b)]) for b in backends
+            ]
+            lines.append(f"| {value} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _cell(rows: pd.DataFrame) -> str:
+    counts = dict(zip(rows["status"], rows["pairs"], strict=True))
+    return ", ".join(f"{counts[s]} {s}" for s in SEVERITY if s in counts) or "-"
+
+
+def coverage_text(table: pd.DataFrame) -> str:
+    """Compact terminal form: per knob value, each backend's pair counts as ok/known/skip/fail."""
+    if table.empty:
+        return ""
+    backends = list(dict.fromkeys(table["backend"]))
+    failing = {"crashed", "expect_failed", "diverged"}
+    header = ["knob", "value", *backends]
+    rows = []
+    for knob in KNOBS:
+        part = table[table["knob"] == knob]
+        for value in dict.fromkeys(part["value"]):
+            cells = []
+            for backend in backends:
+                counts = (
+                    part[(part["value"] == value) & (part["backend"] == backend)]
+                    .groupby("status")["pairs"]
+                    .sum()
+                )
+                ran = int(counts.get("ok", 0) + counts.get("known", 0))
+                cell = f"{ran} ran"
+                if counts.get("known", 0):
+                    cell += f" ({int(counts['known'])} known)"
+                if counts.get("skipped", 0):
+                    cell += f", {int(counts['skipped'])} skipped"
+                bad = int(sum(counts.get(s, 0) for s in failing))
+                if bad:
+                    cell += f", {bad} FAILED"
+                cells.append(cell)
+            rows.append([knob, value, *cells])
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+
+    def render(row):
+        return "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+
+    return "\n".join(["coverage (case × backend pairs):", render(header), *map(render, rows)])
+
+
+def merge_coverage(folders: Iterable[Path], backend_order: list[str]) -> pd.DataFrame:
+    """The coverage one all-backend run would give, from the coverage.csv of separate runs.
+
+    Each backend's rows are taken from the first input that has them (every per-backend run
+    also holds the reference's), then ordered as the merged results table orders backends.
+    """
+    kept: dict[str, pd.DataFrame] = {}
+    tables = [pd.read_csv(f / "coverage.csv") for f in folders if (f / "coverage.csv").exists()]
+    for table in tables:
+        for backend, rows in table.groupby("backend", sort=False):
+            kept.setdefault(str(backend), rows)
+    if not kept:
+        return pd.DataFrame(columns=["knob", "value", "backend", "status", "pairs"])
+    rank = {name: i for i, name in enumerate(dict.fromkeys([*backend_order, *kept]))}
+    merged = pd.concat(kept.values(), ignore_index=True)
+    return merged.sort_values("backend", key=lambda b: b.map(rank), kind="stable").reset_index(
+        drop=True
+    )

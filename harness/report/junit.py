@@ -1,0 +1,96 @@
+"""junit.xml: one testcase per case × backend, for CI dashboards that read JUnit XML.
+
+``diverged`` and ``expect_failed`` are failures, ``crashed`` an error, ``skipped`` skipped;
+``known`` passes with its reason in system-out. The environment goes into properties.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from harness.report.writer import PairSummary
+
+FAILURE_STATUSES = ("diverged", "expect_failed")
+
+
+def junit_xml(summaries: list[PairSummary], environment: Mapping[str, Any] | None = None) -> str:
+    counts = Counter(s.status for s in summaries)
+    return "".join(junit_pieces(summaries, counts, environment))
+
+
+def junit_pieces(
+    summaries: Iterable[PairSummary],
+    statuses: Mapping[str, int],
+    environment: Mapping[str, Any] | None = None,
+) -> Iterator[str]:
+    """The document in pieces, one per testcase, so a huge run's file is written as it is read.
+
+    ``statuses`` counts the pairs per status (the suite's totals come first in the file).
+    """
+    counts = {
+        "tests": sum(statuses.values()),
+        "failures": sum(statuses.get(s, 0) for s in FAILURE_STATUSES),
+        "errors": statuses.get("crashed", 0),
+        "skipped": statuses.get("skipped", 0),
+    }
+    attributes = {key: str(value) for key, value in counts.items()} | {"time": "0"}
+    root = ET.Element("testsuites", {"name": "crossgrad", **attributes})
+    suite = ET.SubElement(root, "testsuite", {"name": "crossgrad", **attributes})
+    if environment:
+        properties = ET.SubElement(suite, "properties")
+        for name, value in _flatten(environment):
+            ET.SubElement(properties, "property", {"name": name, "value": value})
+    if not counts["tests"]:
+        ET.indent(root)
+        yield ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
+        return
+    # The skeleton with a placeholder where the testcases go, indented as ET.indent does it.
+    ET.SubElement(suite, _PLACEHOLDER)
+    ET.indent(root)
+    before, after = ET.tostring(root, encoding="unicode", xml_declaration=True).split(
+        f"<{_PLACEHOLDER} />"
+    )
+    yield before
+    for i, s in enumerate(summaries):
+        yield ("\n    " if i else "") + _testcase(s)
+    yield after + "\n"
+
+
+_PLACEHOLDER = "crossgrad-testcases"
+
+
+def _testcase(s: PairSummary) -> str:
+    case = ET.Element("testcase", {"classname": s.case, "name": s.backend, "time": "0"})
+    message = _message(s)
+    if s.status in FAILURE_STATUSES:
+        ET.SubElement(case, "failure", {"message": message, "type": s.status}).text = message
+    elif s.status == "crashed":
+        ET.SubElement(case, "error", {"message": message, "type": "crashed"}).text = message
+    elif s.status == "skipped":
+        ET.SubElement(case, "skipped", {"message": s.first_divergence})
+    elif s.status == "known":
+        ET.SubElement(case, "system-out").text = f"known divergence: {message}"
+    ET.indent(case, level=2)
+    return ET.tostring(case, encoding="unicode")
+
+
+def _message(s: PairSummary) -> str:
+    parts = [f"{s.status}: {s.first_divergence}"]
+    if s.cause:
+        parts.append(f"cause: {s.cause}")
+    if s.off_oracle:
+        parts.append(f"off the oracle: {s.off_oracle}")
+    return "; ".join(parts)
+
+
+def _flatten(value: Any, prefix: str = "") -> list[tuple[str, str]]:
+    if isinstance(value, Mapping):
+        pairs = []
+        for key, item in value.items():
+            pairs += _flatten(item, f"{prefix}.{key}" if prefix else str(key))
+        return pairs
+    return [(prefix, str(value))]

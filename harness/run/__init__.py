@@ -1,0 +1,1 @@
+"""Running cases: the pipeline, sessions, scheduling, worker processes, vectorized batches, traces, interrupts."""

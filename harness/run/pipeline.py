@@ -1,0 +1,122 @@
+"""``crossgrad run`` as a pipeline of chunks: each chunk of cases is run, compared, matched
+against the known divergences, triaged and appended to the report before the next starts.
+
+Memory is bounded by a chunk (``harness.run.session.CHUNK_CASES`` cases), not by the run:
+between chunks only tallies are kept (per-pair summaries go to a spool file, see
+``harness.report.writer.ReportWriter``), so a 100,000-case sweep needs about what a 10,000-case
+one does. Cases are compared within their own chunk (all their backends run in it), so
+the report equals the one a single chunk would give.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from harness.cases.model import Case
+from harness.report.coverage import (
+    CoverageCounts,
+    coverage_counts,
+    coverage_frame,
+    coverage_markdown,
+)
+from harness.report.repro import case_sources, write_repro
+from harness.report.writer import ReportWriter
+from harness.run.fingerprint import fingerprint
+from harness.run.outcome import Progress
+from harness.run.session import CHUNK_CASES, FAIL_FAST, RunSession
+from harness.run.workers import DEFAULT_TIMEOUT
+from harness.verdict.compare import FAILING, compare
+from harness.verdict.known import KnownDivergence, match_known, stale_entries
+from harness.verdict.triage import assign_causes
+
+
+@dataclass
+class RunReport:
+    """What ``crossgrad run`` prints and exits with once the report folder is written."""
+
+    status: int  # the exit status (SPEC §3)
+    rows: int  # results rows written
+    writer: ReportWriter  # its pair summaries and printed table
+    coverage: pd.DataFrame
+    stale: list[KnownDivergence] = field(default_factory=list)
+    incomplete: str | None = None
+
+
+def run_and_report(
+    out: Path,
+    cases: list[Case],
+    backends: list[str],
+    reference: str,
+    known: list[KnownDivergence],
+    progress: Progress | None = None,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    jobs: int | None = None,
+    vectorize: bool = False,
+    fail_fast: bool = False,
+    chunk_cases: int | None = None,
+) -> RunReport:
+    """Run ``cases`` on ``backends`` chunk by chunk and write the report folder ``out``.
+
+    ``chunk_cases`` defaults to ``CHUNK_CASES`` as it is when called (tests shrink it).
+    """
+    counts: CoverageCounts = Counter()
+    covered: set[str] = set()
+    matched: set[str] = set()
+    rows = 0
+    session = RunSession(
+        out,
+        cases,
+        backends,
+        reference,
+        fail_fast=fail_fast,
+        chunk_cases=chunk_cases or CHUNK_CASES,
+    )
+    with session, ReportWriter(out) as writer:
+        chunks = session.chunks(progress, vectorize=vectorize, timeout=timeout, jobs=jobs)
+        for chunk, raw in chunks:
+            table, chunk_covered, chunk_matched = match_known(
+                compare(raw, chunk, reference), chunk, known
+            )
+            covered |= chunk_covered
+            matched |= chunk_matched
+            table = assign_causes(table, chunk, reference)
+            summaries = writer.add(table)
+            counts.update(coverage_counts(summaries, chunk))
+            rows += len(table)
+            if fail_fast:
+                _stop_at_first_failure(session, table)
+        stale = stale_entries(known, covered, matched)
+        failing_cases = {case for case, _ in writer.failing}
+        sources = case_sources([c for c in cases if c.name in failing_cases], backends)
+        repro = write_repro(writer.failing, sources, out)
+        knob_coverage = coverage_frame(counts)
+        writer.finish(
+            [fingerprint(cases, session.settings)],
+            repro,
+            stale,
+            [coverage_markdown(knob_coverage)],
+            session.incomplete,
+        )
+        knob_coverage.to_csv(out / "coverage.csv", index=False)
+        session.finish()
+    return RunReport(
+        status=session.exit_status(1 if writer.failed else 0),
+        rows=rows,
+        writer=writer,
+        coverage=knob_coverage,
+        stale=stale,
+        incomplete=session.incomplete,
+    )
+
+
+def _stop_at_first_failure(session: RunSession, table: pd.DataFrame) -> None:
+    """``--fail-fast`` for rows no outcome hook saw (a vectorized batch's): stop after this chunk."""
+    failing = table[table["status"].isin(FAILING)]
+    if len(failing):
+        row = failing.iloc[0]
+        session.stop(f"{FAIL_FAST}: {row['case']} on {row['backend']} is {row['status']}")

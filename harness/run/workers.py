@@ -1,0 +1,271 @@
+"""Worker processes: each backend runs in a spawned process of its own.
+
+A framework that segfaults, calls ``os._exit``, raises or hangs takes down only its worker:
+the parent turns that into a ``crashed`` result with the reason (signal, exit code,
+exception text or "timed out after N s"), starts a fresh worker and goes on. Workers are
+spawned, never forked, so no framework state from the parent leaks in, and a worker
+imports its framework once, when it starts. Healthy workers are kept warm between runs of
+one process (a test session calls ``run`` many times) and stopped when it exits.
+
+The adapter's ``module:Class`` target and ``sys.path`` are resolved in the parent and
+handed to the worker, so adapters registered at run time (tests, plugins) work there too.
+"""
+
+from __future__ import annotations
+
+import atexit
+import importlib
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from multiprocessing.context import SpawnProcess
+from typing import Any
+
+from harness.cases.inputs import Inputs
+from harness.cases.model import Case
+from harness.run import determinism, fingerprint
+from harness.run.trace import Trace
+
+# A sane bound for one case on one backend; the largest cases in cases/ take a few seconds.
+DEFAULT_TIMEOUT = 300.0
+# Importing a framework under load (several workers starting at once) can take a while.
+STARTUP_TIMEOUT = 300.0
+_STOP_GRACE = 5.0  # seconds to wait for a killed or dying worker process to be reaped
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """Everything a fresh process needs to build one adapter."""
+
+    backend: str
+    target: str  # "module:Class"
+    sys_path: tuple[str, ...]
+
+
+@dataclass
+class CaseResult:
+    """What a worker sends back for one case (``status``: ok, crashed or skipped)."""
+
+    status: str
+    detail: str = ""
+    trace: Trace | None = None
+
+
+@dataclass
+class Ready:
+    """A worker's first message: its adapter is built; or why it could not be."""
+
+    version: str = ""
+    settings: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+
+
+def worker_sys_path() -> tuple[str, ...]:
+    """This process's ``sys.path`` made absolute, led by the folder this harness came from.
+
+    A relative entry ("" for the working directory) would mean another folder if the
+    working directory changes, and the worker must import this very harness.
+    """
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    entries = [root, *(os.path.abspath(entry or os.curdir) for entry in sys.path)]
+    return tuple(dict.fromkeys(entries))
+
+
+class WorkerDied(Exception):
+    """The worker process ended without answering; ``reason`` says how."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+# -- the worker process -------------------------------------------------------------------
+
+
+def _worker_main(spec: WorkerSpec, conn: multiprocessing.connection.Connection) -> None:
+    """Entry point of a worker: build the adapter once, then run cases until told to stop."""
+    # The parent decides what an interrupt means; a terminal's Ctrl-C reaches every process.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.dup2(2, 1)  # framework chatter on stdout would mix into the printed summary table
+    sys.path[:] = list(spec.sys_path)
+    determinism.apply_environment()
+    try:
+        module_name, _, class_name = spec.target.partition(":")
+        backend = getattr(importlib.import_module(module_name), class_name)()
+        version = backend.version()
+    except Exception as exc:
+        conn.send(Ready(error=f"could not build the adapter {spec.target}: {_describe(exc)}"))
+        return
+    # What the harness set, and what the frameworks report back (for environment.json).
+    read_back = {"threads": fingerprint.framework_threads(), "flags": fingerprint.framework_flags()}
+    conn.send(Ready(version=version, settings=determinism.framework_settings() | read_back))
+    while True:
+        try:
+            message = conn.recv()
+        except EOFError:  # the parent is gone
+            return
+        if message is None:
+            return
+        case, inputs = message
+        result = _run_case(backend, case, inputs)
+        try:
+            conn.send(result)
+        except Exception as exc:  # a trace holding something unpicklable (a framework tensor)
+            conn.send(CaseResult("crashed", f"result could not be sent back: {_describe(exc)}"))
+
+
+def _run_case(backend: Any, case: Case, inputs: Inputs) -> CaseResult:
+    try:
+        reason = backend.unsupported_reason(case)
+        if reason:
+            return CaseResult("skipped", reason)
+        return CaseResult("ok", trace=backend.run(case, inputs))
+    except Exception as exc:  # any failure inside an adapter is a result, not the end of the run
+        return CaseResult("crashed", _describe(exc))
+
+
+def _describe(exc: BaseException) -> str:
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" (at {frames[-1].filename.rsplit('/', 1)[-1]}:{frames[-1].lineno})" if frames else ""
+    return f"{type(exc).__name__}: {exc}{where}"
+
+
+# -- the parent's handle on one worker ----------------------------------------------------
+
+
+class Worker:
+    """One live worker process and the parent's end of its pipe."""
+
+    def __init__(self, spec: WorkerSpec) -> None:
+        self.spec = spec
+        context = multiprocessing.get_context("spawn")
+        self.conn, child_conn = context.Pipe()
+        self.process: SpawnProcess = context.Process(
+            target=_worker_main,
+            args=(spec, child_conn),
+            name=f"crossgrad-{spec.backend}",
+            daemon=True,
+        )
+        # The child bootstraps from the parent's sys.path before any of our code runs.
+        saved = sys.path[:]
+        sys.path[:] = list(spec.sys_path)
+        try:
+            self.process.start()
+        finally:
+            sys.path[:] = saved
+        child_conn.close()
+        _LIVE.add(self)
+        self.ready: Ready | None = None
+        self.deadline = time.monotonic() + STARTUP_TIMEOUT
+        self.timeout = STARTUP_TIMEOUT
+
+    def submit(self, case: Case, inputs: Inputs, timeout: float) -> None:
+        self.conn.send((case, inputs))
+        self.timeout = timeout
+        self.deadline = time.monotonic() + timeout
+
+    def overdue(self) -> bool:
+        return self.deadline <= time.monotonic()
+
+    def receive(self) -> Any:
+        """The worker's next message; raises ``WorkerDied`` if it ended instead."""
+        try:
+            return self.conn.recv()
+        except (EOFError, OSError):
+            pass
+        self.process.join(_STOP_GRACE)
+        self.close()
+        raise WorkerDied(_death_reason(self.process.exitcode))
+
+    def kill(self) -> None:
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join(_STOP_GRACE)
+        self.close()
+
+    def close(self) -> None:
+        self.conn.close()
+        _LIVE.discard(self)
+
+
+def _death_reason(exitcode: int | None) -> str:
+    if exitcode is None:
+        return "worker stopped answering"
+    if exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        return f"worker killed by {name}"
+    return f"worker exited with code {exitcode}"
+
+
+def wait(workers: list[Worker]) -> list[Worker]:
+    """The workers with a message (or an ended process), waiting until the nearest deadline."""
+    if not workers:
+        return []
+    timeout = max(0.0, min(w.deadline for w in workers) - time.monotonic())
+    handles: list[Any] = [w.conn for w in workers] + [w.process.sentinel for w in workers]
+    ready = set(multiprocessing.connection.wait(handles, timeout))
+    return [w for w in workers if w.conn in ready or w.process.sentinel in ready]
+
+
+# -- warm workers kept between runs of one process ----------------------------------------
+
+_LIVE: set[Worker] = set()
+_IDLE: dict[WorkerSpec, list[Worker]] = {}
+
+
+def acquire(spec: WorkerSpec) -> Worker:
+    """A warm idle worker for ``spec`` if there is one, else a newly spawned one."""
+    idle = _IDLE.get(spec, [])
+    while idle:
+        worker = idle.pop()
+        if worker.process.is_alive():
+            return worker
+        worker.close()
+    return Worker(spec)
+
+
+def release(worker: Worker) -> None:
+    """Keep a healthy worker for the next run in this process."""
+    _IDLE.setdefault(worker.spec, []).append(worker)
+
+
+def idle_workers() -> Iterator[Worker]:
+    for workers in _IDLE.values():
+        yield from workers
+
+
+def kill_all() -> None:
+    """Kill every worker at once (interrupts, and before an immediate exit)."""
+    for worker in list(_LIVE):
+        if worker.process.is_alive():
+            worker.process.kill()
+    for worker in list(_LIVE):
+        worker.process.join(_STOP_GRACE)
+        worker.close()
+    _IDLE.clear()
+
+
+@atexit.register
+def stop_idle() -> None:
+    """End the warm workers (a later run starts fresh ones).
+
+    They are killed rather than asked to exit: an idle worker holds nothing worth
+    saving, and a framework's own teardown can take seconds.
+    """
+    idle = list(idle_workers())
+    _IDLE.clear()
+    for worker in idle:
+        if worker.process.is_alive():
+            worker.process.kill()
+    for worker in idle:
+        worker.process.join(_STOP_GRACE)
+        worker.close()

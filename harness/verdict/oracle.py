@@ -1,0 +1,116 @@
+"""The accuracy oracle: each case recomputed in high precision, independent of any framework.
+
+The oracle is the hand-written reference backprop run in float64 from the very same
+starting numbers the low-precision run got (they are exactly representable in float64),
+so ``|value - oracle|`` says how far each backend is from the truth, not from the
+reference. Where the case is small enough, the forward pass, loss and gradients of the
+first step are recomputed once more in 50-digit arithmetic (mpmath), and those values
+replace the float64 ones: the oracle is then exact to the last float64 bit. The float64
+reference gradients are also checked against central finite differences.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+
+import numpy as np
+import pandas as pd
+
+from backends.numpy.eager import NumpyBackend, NumpyModel
+from backends.numpy.ops import LOSSES
+from harness.cases.inputs import Inputs, make_inputs
+from harness.cases.model import Case
+from harness.verdict import oracle_mp
+
+ORACLE_KEYS = ["case", "step", "quantity", "param", "index"]
+
+
+def control_case(case: Case) -> Case:
+    """The same case in float64 with float64's default tolerance: the oracle and triage control."""
+    return dataclasses.replace(case, dtype="float64", tolerance=None)
+
+
+def oracle_rows(case: Case, inputs: Inputs) -> dict[str, np.ndarray]:
+    """Columns ``step, quantity, param, index, oracle`` for every value a backend records."""
+    rows = NumpyBackend().run(control_case(case), inputs).rows()
+    oracle = rows["value"].copy()
+    exact = oracle_mp.first_step(case, inputs)
+    if exact is not None:
+        # A dict lookup rather than a DataFrame merge: sweeps call this once per case.
+        keys = zip(rows["step"], rows["quantity"], rows["param"], rows["index"], strict=True)
+        position = {key: k for k, key in enumerate(keys)}
+        for step, quantity, param, index, value in exact:
+            k = position.get((step, quantity, param, index))
+            if k is not None and not np.isnan(value):
+                oracle[k] = value
+    return {
+        "case": np.full(len(oracle), case.name, dtype=object),
+        **{key: rows[key] for key in ("step", "quantity", "param", "index")},
+        "oracle": oracle,
+    }
+
+
+def add_oracle(table: pd.DataFrame, cases: list[Case]) -> pd.DataFrame:
+    """``table`` with the ``oracle`` value of each row and its ``oracle_err`` = |value - oracle|."""
+    # Only cases with recorded values: a stopped run's "not run" rows have nothing to match.
+    names = set(table.loc[table["step"].notna(), "case"])
+    columns = [oracle_rows(c, make_inputs(c)) for c in cases if c.name in names]
+    if columns:
+        truth = pd.DataFrame(
+            {key: np.concatenate([c[key] for c in columns]) for key in [*ORACLE_KEYS, "oracle"]}
+        )
+        table = table.merge(normalize_keys(truth), on=ORACLE_KEYS, how="left")
+    else:
+        table = table.assign(oracle=np.nan)
+    value = table["value"].to_numpy(dtype=np.float64)
+    oracle = table["oracle"].to_numpy(dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        error = np.abs(value - oracle)
+    both_nan = np.isnan(value) & np.isnan(oracle)
+    table["oracle_err"] = np.where(both_nan | (value == oracle), 0.0, error)
+    return table
+
+
+def normalize_keys(frame: pd.DataFrame) -> pd.DataFrame:
+    frame = frame.copy()
+    frame["step"] = pd.to_numeric(frame["step"]).astype("Int64")
+    index = pd.to_numeric(frame["index"])
+    frame["index"] = index.where(index >= 0).astype("Int64")
+    for column in ("case", "quantity", "param"):
+        frame[column] = frame[column].astype(str)
+    return frame
+
+
+def finite_difference_error(case: Case, inputs: Inputs, step: float = 1e-6) -> float:
+    """Largest gap between the reference's float64 backprop gradients and central differences.
+
+    Measured relative to the largest gradient of the same parameter, so a gradient that is
+    zero by symmetry does not turn rounding noise into a large relative error.
+    """
+    control = control_case(case)
+    model = NumpyModel(control, inputs)
+    start = model.parameters()
+    _, grads = NumpyModel(control, inputs).train_step()
+    worst = 0.0
+    for name, value in start.items():
+        numeric = np.empty_like(value)
+        for index in itertools.product(*map(range, value.shape)):
+            h = step * max(1.0, abs(float(value[index])))
+            numeric[index] = (
+                _loss_with(model, start, name, index, h) - _loss_with(model, start, name, index, -h)
+            ) / (2 * h)
+        scale = max(float(np.max(np.abs(grads[name]))), 1e-8)
+        worst = max(worst, float(np.max(np.abs(numeric - grads[name]))) / scale)
+    return worst
+
+
+def _loss_with(
+    model: NumpyModel, start: dict[str, np.ndarray], name: str, index: tuple[int, ...], h: float
+) -> float:
+    params = {key: value.copy() for key, value in start.items()}
+    params[name][index] += h
+    model.load_parameters(params)
+    output = model.forward()
+    loss, _ = LOSSES[model.loss_name](output, model.y, model.loss_args)
+    return float(loss)

@@ -87,7 +87,7 @@ def tests(session: nox.Session) -> None:
     """Run the test suite with every backend installed."""
     _install(session, "[all,test]")
     session.install("-c", "constraints.txt", "-e", KERAS_PLUGIN)
-    session.run("pytest", *session.posargs)
+    session.run("pytest", "--full", *session.posargs)
 
 
 @nox.session

@@ -1,32 +1,60 @@
-"""Shared fixtures: the built-in backends as a parametrized fixture, paths, case loading."""
+"""Fixtures (the built-in backends as a parametrized fixture, the seed case), the report
+header, and the two test tiers.
+
+Plain ``pytest`` is the inner loop: every module exercised on NumPy and at least one
+framework, in under two minutes on two cores. ``pytest --full`` adds the tests marked
+``full`` (every framework, subprocesses, the whole case library, determinism); CI, the
+README's test command and ``nox -s tests`` run it. Shared helpers live in support.py.
+"""
 
 from __future__ import annotations
 
 import importlib.metadata
-from pathlib import Path
 
 import pytest
+from support import BUILTIN_BACKENDS, CASES
 
 from backends import registry
 from harness.cases.loader import load_cases
 
-ROOT = Path(__file__).resolve().parent.parent
-CASES = ROOT / "cases"
-DATA = Path(__file__).resolve().parent / "data"
-BUILTIN_BACKENDS = ["numpy", "torch", "jax", "tensorflow"]
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--full",
+        action="store_true",
+        help="run the full tier too: every framework, subprocesses, the case library",
+    )
 
 
-def pytest_report_header() -> list[str]:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--full"):
+        return
+    deselected = [item for item in items if item.get_closest_marker("full") is not None]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if item.get_closest_marker("full") is None]
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
     versions = []
     for dist in ("numpy", "pandas", "torch", "jax", "optax", "tensorflow-cpu", "keras"):
         try:
             versions.append(f"{dist} {importlib.metadata.version(dist)}")
         except importlib.metadata.PackageNotFoundError:
             versions.append(f"{dist} (not installed)")
-    return ["crossgrad frameworks: " + ", ".join(versions)]
+    tier = "full (--full)" if config.getoption("--full") else "default (pytest --full for all)"
+    return ["crossgrad frameworks: " + ", ".join(versions), f"crossgrad test tier: {tier}"]
 
 
-@pytest.fixture(params=BUILTIN_BACKENDS, ids=BUILTIN_BACKENDS)
+# TensorFlow is the slowest framework to import and trace; the default tier exercises it
+# through its own execution-mode, vectorize and report tests, the full tier everywhere.
+BACKEND_PARAMS = [
+    pytest.param(name, marks=pytest.mark.full) if name == "tensorflow" else name
+    for name in BUILTIN_BACKENDS
+]
+
+
+@pytest.fixture(params=BACKEND_PARAMS, ids=BUILTIN_BACKENDS)
 def backend_name(request: pytest.FixtureRequest) -> str:
     reason = registry.load_class(request.param).unavailable_reason()
     if reason:
@@ -38,18 +66,3 @@ def backend_name(request: pytest.FixtureRequest) -> str:
 def seed_case():
     (case,) = load_cases([CASES / "seed.yaml"])
     return case
-
-
-def write_case(tmp_path: Path, text: str, name: str = "case.yaml") -> Path:
-    path = tmp_path / name
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
-def run_and_compare(cases, backends, reference="numpy"):
-    """The compared results table of ``cases`` on ``backends`` (reference run first)."""
-    from harness.run.runner import run
-    from harness.verdict.compare import compare
-
-    names = list(dict.fromkeys([reference, *backends]))
-    return compare(run(cases, names), cases, reference)

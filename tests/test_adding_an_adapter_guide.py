@@ -6,7 +6,7 @@ import re
 import tomllib
 
 import pytest
-from conftest import ROOT
+from support import ROOT
 
 from backends import registry
 from harness.conformance import battery as conformance

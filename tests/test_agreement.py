@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import CASES, DATA, run_and_compare
+from support import CASES, DATA, run_and_compare
 
 from backends import registry
 from harness.cases.inputs import make_inputs

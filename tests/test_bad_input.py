@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, write_case
+from support import ROOT, write_case
 
 from harness.cli import main
 

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, write_case
+from support import ROOT, write_case
 from test_bad_input import GOOD
 
 from harness.cases.loader import MAX_FILE_BYTES

@@ -33,6 +33,7 @@ def test_a_missed_target_reads_no() -> None:
     assert format_rows([row]).splitlines()[-1].split()[-1] == "NO"
 
 
+@pytest.mark.full  # two sweep processes
 def test_memory_section_compares_the_peaks_of_two_sweep_processes(capsys) -> None:
     assert main(["--quick", "--section", "memory", "--backend", "numpy"]) == 0
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("memory")]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import CASES, write_case
+from support import CASES, write_case
 
 from backends import registry
 from harness.cases.loader import load_cases

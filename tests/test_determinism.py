@@ -7,11 +7,14 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import BUILTIN_BACKENDS, CASES
+from support import BUILTIN_BACKENDS, CASES
 
 from harness.cli import main
 from harness.run import workers
 from harness.run.session import RUN_FILE
+
+# Full tier: reruns the library in fresh processes to compare bits.
+pytestmark = pytest.mark.full
 
 SUITE = [str(CASES / "seed.yaml"), str(CASES / "mlp-nonsquare.yaml")]
 # float32 and float64, one and three steps, with momentum: enough to show any drift,

@@ -6,10 +6,10 @@ import dataclasses
 
 import numpy as np
 import pytest
+from support import run_and_compare
 
 from backends import registry
 from harness.cases.inputs import make_inputs
-from tests.conftest import run_and_compare
 
 DEFAULT_MODES = {"numpy": "eager", "torch": "eager", "jax": "jit", "tensorflow": "function"}
 EXTRA_MODES = {"jax:eager": "eager", "tensorflow:eager": "eager", "torch:compile": "compile"}
@@ -118,7 +118,7 @@ def test_no_state_leaks_between_cases_of_one_adapter(name: str, seed_case) -> No
     np.testing.assert_array_equal(again, fresh)
 
 
-@pytest.mark.slow
+@pytest.mark.full
 def test_torch_compile_reproduces_the_seed(seed_case) -> None:
     _available("torch:compile")
     table = run_and_compare([seed_case], ["torch:compile"])
@@ -127,7 +127,7 @@ def test_torch_compile_reproduces_the_seed(seed_case) -> None:
     assert set(rows["mode"]) == {"compile"}
 
 
-@pytest.mark.slow
+@pytest.mark.full
 def test_torch_compile_traces_one_graph_for_a_value_matrix(seed_case) -> None:
     """Output, hidden outputs, loss and the output after the update share one compiled
     graph (autograd always on), and other values of the same step key reuse it."""

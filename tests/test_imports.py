@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from conftest import ROOT
+from support import ROOT
 
 FRAMEWORKS = ["torch", "jax", "jaxlib", "optax", "tensorflow", "keras"]
 

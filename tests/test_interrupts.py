@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import CASES, ROOT, write_case
+from support import CASES, ROOT, write_case
 
 from backends import registry
 from harness.cli import main

@@ -7,7 +7,7 @@ import time
 import pandas as pd
 import pytest
 from adapters import MISBEHAVES_ON
-from conftest import CASES
+from support import CASES
 
 from backends import registry
 from harness.cases.loader import load_cases

@@ -13,7 +13,7 @@ import sys
 
 import pandas as pd
 import pytest
-from conftest import ROOT
+from support import ROOT
 
 from backends import registry
 from harness.cli import main
@@ -41,6 +41,7 @@ def test_it_passes_the_conformance_kit(capsys):
     assert out.rstrip().endswith(" 0 failed")
 
 
+@pytest.mark.full  # the whole library on Keras
 def test_it_runs_every_case_with_its_divergences_triaged(tmp_path, capsys):
     assert main(["run", "cases", "--backend", "keras_torch", "--out", str(tmp_path)]) == 0
     assert "stale" not in capsys.readouterr().err
@@ -52,6 +53,7 @@ def test_it_runs_every_case_with_its_divergences_triaged(tmp_path, capsys):
     assert skipped.str.contains("no dampening argument").all()
 
 
+@pytest.mark.full  # a pytest subprocess importing keras and torch
 def test_its_own_suite_passes_through_the_pytest_plugin():
     # PYTHONPATH: the package's suite must import this checkout's harness, wherever
     # crossgrad itself was installed from.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from conftest import CASES, write_case
+from support import CASES, write_case
 
 from harness.cases.loader import load_cases
 from harness.cases.patterns import matches

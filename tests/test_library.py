@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from conftest import BUILTIN_BACKENDS, CASES
+from support import BUILTIN_BACKENDS, CASES
 
 from harness.cases.model import ACTIVATIONS, DTYPES, LOSSES, OPTIMIZERS
 from harness.cli import main
+
+# Full tier: runs the whole case library on every framework (about 70 s).
+pytestmark = pytest.mark.full
 
 KNOB_VOCABULARY = {
     "activation": ACTIVATIONS,

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import CASES
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from support import CASES
 from test_bad_input import GOOD
 
 from harness.cases.loader import load_cases

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import CASES, run_and_compare
+from support import CASES, run_and_compare
 
 from harness.cases.inputs import make_inputs
 from harness.cases.loader import load_cases

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from support import ROOT
 
 CONFTEST = """\
 import sys
@@ -47,6 +47,7 @@ def test_a_correct_adapter_passes_one_item_per_check(tmp_path):
     assert "test_conformance[finite-difference] PASSED" in result.stdout
 
 
+@pytest.mark.full  # a pytest subprocess
 def test_a_wrong_adapter_fails_the_items_it_gets_wrong_with_plain_words(tmp_path):
     result = run_suite(tmp_path, "--crossgrad-adapter", "sigmoid_slope")
     assert result.returncode == 1
@@ -58,6 +59,7 @@ def test_a_wrong_adapter_fails_the_items_it_gets_wrong_with_plain_words(tmp_path
     assert "test_conformance[activation[tanh]]" not in result.stdout  # it passed
 
 
+@pytest.mark.full  # a pytest subprocess each
 @pytest.mark.parametrize("args", [(), ("--crossgrad-adapter", "")], ids=["unset", "empty"])
 def test_an_unnamed_adapter_is_an_error_saying_how_to_name_it(tmp_path, args):
     result = run_suite(tmp_path, *args)

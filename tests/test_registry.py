@@ -10,7 +10,7 @@ import importlib.metadata
 from dataclasses import dataclass
 
 import pytest
-from conftest import CASES
+from support import CASES
 
 from backends import registry
 from harness.cases.loader import load_cases

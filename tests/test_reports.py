@@ -12,7 +12,7 @@ import subprocess
 import pandas as pd
 import pytest
 import xmlschema
-from conftest import BUILTIN_BACKENDS, CASES, DATA, ROOT
+from support import BUILTIN_BACKENDS, CASES, DATA, ROOT
 
 from backends import registry
 from harness.cli import main
@@ -215,7 +215,7 @@ def _chromium():
     pytest.skip("no chromium here: apt-get install chromium (CI installs it in .ci/run)")
 
 
-@pytest.mark.slow
+@pytest.mark.full
 def test_report_html_renders_its_plots_in_a_headless_browser(all_in_one, tmp_path):
     page = (all_in_one / "report.html").read_text()
     assert "<script src=" not in page  # self-contained: plotly.js is inlined

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import CASES, ROOT
+from support import CASES, ROOT
 
 from backends import registry
 from harness.cases.inputs import make_inputs
@@ -53,6 +53,7 @@ def test_seed_gradients_match_the_articles_hand_backprop(backend_name, seed_case
         assert trace.grads[0][name].item() == pytest.approx(value, rel=1e-5), name
 
 
+@pytest.mark.full  # a subprocess importing every framework
 def test_cli_run_on_the_seed_exits_0_with_all_four_backends_ok(tmp_path):
     out = tmp_path / "report"
     result = subprocess.run(

@@ -9,7 +9,7 @@ import signal
 
 import pandas as pd
 import pytest
-from conftest import CASES, DATA, write_case
+from support import CASES, DATA, write_case
 
 from backends import registry
 from harness.cases.loader import load_cases

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import CASES
+from support import CASES
 
 from harness.cases.loader import load_cases
 from harness.run.runner import run

@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 import pandas as pd
 import pytest
+from support import CASES
 
 from backends import registry
 from harness.cases.inputs import make_inputs
@@ -17,7 +18,6 @@ from harness.run import runner, vectorize
 from harness.run.batch_trace import BatchInputs, BatchTrace
 from harness.run.trace import Trace
 from harness.verdict.compare import compare
-from tests.conftest import CASES
 
 BATCHED = list(vectorize.VECTORIZED)
 VARIANTS = 2

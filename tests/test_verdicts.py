@@ -9,7 +9,7 @@ import shlex
 import pandas as pd
 import pytest
 from adapters import WRONG_PARAM
-from conftest import CASES
+from support import CASES
 
 from backends import registry
 from harness.cli import main
@@ -135,7 +135,7 @@ def test_the_repro_command_reruns_just_that_case_on_just_that_backend(tmp_path, 
 
 
 def test_a_known_divergence_has_cause_known_and_needs_no_control_run():
-    from conftest import run_and_compare
+    from support import run_and_compare
 
     from harness.cases.loader import load_cases
     from harness.verdict.triage import assign_causes

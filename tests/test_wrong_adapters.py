@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 from adapters import WRONG_PARAM
-from conftest import CASES
+from support import CASES
 
 from backends import registry
 from harness.cli import main

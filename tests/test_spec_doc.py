@@ -15,13 +15,12 @@ from conftest import DATA, ROOT
 from harness.cases.model import ACTIVATIONS, DTYPES, INIT_SCHEMES, LOSSES, OPTIMIZERS
 from harness.verdict.compare import DEFAULT_TOLERANCES
 
-SPEC_PATH = ROOT / "docs" / "spec.md"
-SPEC = SPEC_PATH.read_text(encoding="utf-8")
+CONTRACT = (ROOT / "docs" / "spec.md").read_text(encoding="utf-8")
 
 # A citation of a contract outside the repository: the external spec file or its section
 # marks, the team's shared folder, the design notes. Written (here and in the examples
 # below) so that this file, which is tracked too, does not match itself.
-EXTERNAL = re.compile(r"\bSPEC(?:\s*§|\.md\b)|\bDESIGN\.md\b|(?<![\w-])shared[/]")
+EXTERNAL = re.compile(r"\bS[P]EC(?:\s*§|\.md\b)|\bD[E]SIGN\.md\b|(?<![\w-])shared[/]")
 TEXT_SUFFIXES = (".py", ".md", ".yaml", ".yml", ".toml", ".txt", ".cfg")
 
 
@@ -103,11 +102,11 @@ def optimizer_problems(spec: str) -> list[str]:
 
 
 def test_every_activation_is_in_section_3():
-    assert first_column(section(SPEC, r"3\. Activations")) == list(ACTIVATIONS)
+    assert first_column(section(CONTRACT, r"3\. Activations")) == list(ACTIVATIONS)
 
 
 def test_every_loss_is_in_section_4_with_its_argument_defaults():
-    losses = section(SPEC, r"4\. Losses")
+    losses = section(CONTRACT, r"4\. Losses")
     assert first_column(losses) == list(LOSSES)
     rows = {name: row for name, row in re.findall(r"^\| `(\w+)` \|(.*)$", losses, re.MULTILINE)}
     for name, arguments in LOSSES.items():
@@ -120,7 +119,7 @@ def test_every_loss_is_in_section_4_with_its_argument_defaults():
 
 
 def test_every_optimizer_argument_and_default_is_in_its_section_5_table():
-    assert optimizer_problems(SPEC) == []
+    assert optimizer_problems(CONTRACT) == []
 
 
 @pytest.mark.parametrize(
@@ -134,12 +133,12 @@ def test_every_optimizer_argument_and_default_is_in_its_section_5_table():
     ],
 )
 def test_the_optimizer_check_catches_a_wrong_table(old, new):
-    assert old in SPEC
-    assert optimizer_problems(SPEC.replace(old, new, 1)) != []
+    assert old in CONTRACT
+    assert optimizer_problems(CONTRACT.replace(old, new, 1)) != []
 
 
 def test_every_init_scheme_is_in_section_2_5_with_its_defaults():
-    body = section(SPEC, r"2\.5 ")
+    body = section(CONTRACT, r"2\.5 ")
     rows = dict(re.findall(r"^\| `(\w+)` \| ([^|]+) \|", body, re.MULTILINE))
     assert list(rows) == list(INIT_SCHEMES)
     for scheme, arguments in INIT_SCHEMES.items():
@@ -148,7 +147,7 @@ def test_every_init_scheme_is_in_section_2_5_with_its_defaults():
 
 
 def test_every_dtype_is_in_section_6_with_its_default_tolerance():
-    body = section(SPEC, r"6\.4 ")
+    body = section(CONTRACT, r"6\.4 ")
     rows = re.findall(r"^\| `(\w+)` \| ([^|]+) \| ([^|]+) \|", body, re.MULTILINE)
     assert sorted(name for name, *_ in rows) == sorted(DTYPES)
     for name, rtol, atol in rows:
@@ -157,13 +156,13 @@ def test_every_dtype_is_in_section_6_with_its_default_tolerance():
             DEFAULT_TOLERANCES[name].atol,
         ), name
     for name in DTYPES:
-        assert f"`{name}`" in section(SPEC, r"6\.1 "), name
+        assert f"`{name}`" in section(CONTRACT, r"6\.1 "), name
 
 
 def test_the_example_of_section_2_2_is_the_one_the_suite_runs():
     example = (DATA / "spec_example.yaml").read_text(encoding="utf-8")
     body = example.split("\n", 1)[1]  # after its first line, the comment saying where it is from
-    assert f"```yaml\n{body}```" in section(SPEC, r"2\.2 ")
+    assert f"```yaml\n{body}```" in section(CONTRACT, r"2\.2 ")
 
 
 def _tracked_text_files() -> list[str]:
@@ -177,7 +176,7 @@ def _tracked_text_files() -> list[str]:
 
 
 def _spec_sections() -> set[str]:
-    numbers = re.findall(r"^##+ (\d+(?:\.\d+)?)\.? ", SPEC, re.MULTILINE)
+    numbers = re.findall(r"^##+ (\d+(?:\.\d+)?)\.? ", CONTRACT, re.MULTILINE)
     return set(numbers)
 
 
@@ -192,7 +191,7 @@ def test_no_tracked_file_cites_a_contract_outside_the_repository():
 
 
 def test_the_external_citation_pattern_catches_what_it_should():
-    spec, shared, design = "SPEC", "shared", "DESIGN"
+    spec, shared, design = "S" + "PEC", "shared", "DE" + "SIGN"
     for line in (
         f"Exit status ({spec} §3)",
         f"see {spec}.md",
@@ -206,7 +205,7 @@ def test_the_external_citation_pattern_catches_what_it_should():
 
 def test_every_citation_of_the_spec_names_a_section_that_exists():
     sections = _spec_sections()
-    anchors = set(re.findall(r'<a id="([\w-]+)"></a>', SPEC))
+    anchors = set(re.findall(r'<a id="([\w-]+)"></a>', CONTRACT))
     bad = []
     for name in _tracked_text_files():
         text = (ROOT / name).read_text(encoding="utf-8", errors="replace")

@@ -1,7 +1,8 @@
 """``crossgrad`` command line: run | report | diff | validate | backends | check-adapter.
 
-Exit status (SPEC §3): 0 every comparison agrees, 1 a divergence / failed expect / crash,
-2 bad input or usage, reported in one message without a traceback.
+Exit status (docs/spec.md §8.1): 0 every comparison agrees, 1 a divergence / failed expect /
+crash, 2 bad input or usage, reported in one message without a traceback, 128 + signal when
+a signal stopped the run.
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ def test_parameters_come_back_in_the_case_layout(backend_name, mlp_cases):
 
 
 def test_the_spec_example_runs_unchanged(tmp_path):
-    """SPEC §2's example, verbatim: four variants, named as the spec says, each judged."""
+    """docs/spec.md §2.2's example, verbatim: four variants, named as §2.9 says, each judged."""
     cases = load_cases([DATA / "spec_example.yaml"])
     assert [c.name for c in cases] == [
         "seed-1-1-1[network.activation=sigmoid,dtype=float32]",

@@ -13,7 +13,7 @@ from support import CASES, ROOT
 from backends import registry
 from harness.cases.inputs import make_inputs
 
-# The article's printed values (shared/seeds/pytorch-hello-world.txt), 4 decimals.
+# The article's printed values (docs/spec.md §1.2), 4 decimals.
 ARTICLE = {
     "a_l2": 0.8506,
     "layers.0.weight": 1.5814,

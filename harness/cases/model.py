@@ -41,11 +41,11 @@ LOSSES: Mapping[str, Mapping[str, float]] = MappingProxyType(
     }
 )
 
-# PyTorch's documented argument names and defaults are the reference (SPEC §2).
+# PyTorch's documented argument names and defaults are the reference (docs/spec.md §5).
 OPTIMIZERS: Mapping[str, Mapping[str, Any]] = MappingProxyType(
     {
         "sgd": {
-            "lr": None,  # required, as in torch.optim.SGD's documented use
+            "lr": None,  # required: a case states its rate (docs/spec.md §5.1)
             "momentum": 0.0,
             "dampening": 0.0,
             "nesterov": False,

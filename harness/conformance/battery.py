@@ -116,7 +116,7 @@ def _preferred(options: Iterable[str], *wanted: str) -> str:
 
 
 def _output_activation(loss: str, wanted: str) -> str:
-    """The output activation ``loss`` requires (SPEC §2), else ``wanted``."""
+    """The output activation ``loss`` requires (docs/spec.md §4), else ``wanted``."""
     return {"bce": "sigmoid", "bce_logits": "identity", "cross_entropy": "identity"}.get(
         loss, wanted
     )

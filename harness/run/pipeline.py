@@ -38,7 +38,7 @@ from harness.verdict.triage import assign_causes
 class RunReport:
     """What ``crossgrad run`` prints and exits with once the report folder is written."""
 
-    status: int  # the exit status (SPEC §3)
+    status: int  # the exit status (docs/spec.md §8.1)
     rows: int  # results rows written
     writer: ReportWriter  # its pair summaries and printed table
     coverage: pd.DataFrame

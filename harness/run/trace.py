@@ -1,7 +1,7 @@
 """What one backend records for one case: the values crossing the adapter boundary.
 
 Only NumPy arrays travel here. ``Trace.rows`` flattens them into the columns of the
-long results table (SPEC §4) in computation order.
+long results table (docs/spec.md §7) in computation order.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Comparison with the reference backend: tolerances, error columns and statuses.
 
-A value agrees when ``|value - reference| <= atol + rtol * |reference|`` (SPEC §5); NaN
+A value agrees when ``|value - reference| <= atol + rtol * |reference|`` (docs/spec.md §6.4); NaN
 agrees only with NaN and an infinity only with the same infinity. The default tolerances
 per dtype are documented in docs/tolerances.md with the reasoning behind each number.
 """

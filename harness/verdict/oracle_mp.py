@@ -71,7 +71,7 @@ ACTIVATIONS: Mapping[str, Callable[[Mpf], tuple[Mpf, Mpf]]] = {
 
 
 def _loss(name: str, delta: float, out: Matrix, y: Matrix) -> tuple[Mpf, Matrix]:
-    """Loss value and dloss/dout for the loss ``name`` (SPEC §2's table)."""
+    """Loss value and dloss/dout for the loss ``name`` (docs/spec.md §4)."""
     rows, cols = len(out), len(out[0])
     n = rows * cols
     cells = [(i, j) for i in range(rows) for j in range(cols)]

@@ -10,7 +10,7 @@ import subprocess
 from typing import Any
 
 import pytest
-from conftest import DATA, ROOT
+from support import DATA, ROOT
 
 from harness.cases.model import ACTIVATIONS, DTYPES, INIT_SCHEMES, LOSSES, OPTIMIZERS
 from harness.verdict.compare import DEFAULT_TOLERANCES

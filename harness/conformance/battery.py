@@ -35,8 +35,9 @@ from harness.cases.model import (
 from harness.cases.patterns import matches
 from harness.run.runner import Outcome, outcomes_frame
 from harness.run.trace import Trace
-from harness.verdict.compare import FAILING, compare
+from harness.verdict.compare import compare
 from harness.verdict.known import KnownDivergence, apply_known
+from harness.verdict.status import FAILING, Status
 
 if TYPE_CHECKING:
     from backends.base import Backend
@@ -245,7 +246,7 @@ def _describe(table: pd.DataFrame, row: pd.Series) -> str:
     where = f"step {row['step']} {row['quantity']}" + (
         f" of {row['param']}" if row["param"] else ""
     )
-    if row["status"] == "expect_failed":
+    if row["status"] == Status.EXPECT_FAILED:
         return f"{where}: {row['value']:.6g} does not round to the published {row['expected']}"
     if str(row["detail"]).startswith("missing"):
         return f"{where}: not recorded by the adapter"
@@ -301,7 +302,7 @@ def compare_with_reference(kit: Kit, case: Case) -> CheckResult:
     failing = mine[mine["status"].isin(FAILING)]
     if len(failing):
         return CheckResult(case.name, FAIL, _describe(mine, failing.iloc[0]))
-    known = mine[mine["status"] == "known"]
+    known = mine[mine["status"] == Status.KNOWN]
     if len(known):
         return CheckResult(case.name, KNOWN, str(known.iloc[0]["detail"]))
     worst = float((mine["abs_err"] / mine["tol"]).max())

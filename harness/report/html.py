@@ -16,11 +16,10 @@ import numpy as np
 import pandas as pd
 
 from harness.verdict.localize import STAGES
+from harness.verdict.status import COMPARED
 
 if TYPE_CHECKING:
     from harness.report.writer import PairSummary
-
-COMPARED = ("ok", "diverged", "known", "expect_failed")
 
 
 def margins(table: pd.DataFrame) -> pd.DataFrame:

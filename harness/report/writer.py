@@ -25,15 +25,19 @@ from harness.report.html import case_margins, report_html
 from harness.report.junit import junit_pieces
 from harness.run.fingerprint import markdown as fingerprint_markdown
 from harness.verdict.known import KnownDivergence
-from harness.verdict.localize import FAILING as FAILING_OR_KNOWN
 from harness.verdict.localize import first_divergence, off_oracle
+from harness.verdict.status import (
+    COMPARED,
+    FAILING,
+    FAILING_OR_KNOWN,
+    MISMATCHED,
+    SEVERITY,
+    Status,
+)
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
-# Worst first: the status a case × backend pair gets from its rows.
-SEVERITY = ("crashed", "expect_failed", "diverged", "known", "skipped", "ok")
-FAILING = ("crashed", "expect_failed", "diverged")
 # report.html of a huge run: this many cases plotted and pairs listed, failing ones first.
 HTML_CASES = 200
 HTML_PAIRS = 2_000
@@ -46,7 +50,7 @@ class PairSummary:
     case: str
     backend: str
     version: str
-    status: str
+    status: Status
     compared: int
     mismatched: int
     worst_margin: float  # largest abs_err / tol; above 1 is a divergence
@@ -70,9 +74,9 @@ def summarize(table: pd.DataFrame) -> list[PairSummary]:
     rank = pd.Series(status).map({s: i for i, s in enumerate(SEVERITY)}).to_numpy()
     worst = np.full(n, len(SEVERITY))
     np.minimum.at(worst, codes, np.nan_to_num(rank, nan=len(SEVERITY)).astype(np.int64))
-    is_compared = np.isin(status, ("ok", "diverged", "known", "expect_failed"))
+    is_compared = np.isin(status, COMPARED)
     compared = np.bincount(codes[is_compared], minlength=n)
-    mismatched = np.bincount(codes[np.isin(status, ("diverged", "expect_failed"))], minlength=n)
+    mismatched = np.bincount(codes[np.isin(status, MISMATCHED)], minlength=n)
     abs_err = table["abs_err"].to_numpy(dtype=np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         margins = abs_err / table["tol"].to_numpy(dtype=np.float64)
@@ -83,7 +87,7 @@ def summarize(table: pd.DataFrame) -> list[PairSummary]:
     first_row = np.unique(codes, return_index=True)[1]
     versions = table["version"].to_numpy(dtype=object)[first_row]
     causes = _first_per_pair(table["cause"].fillna("") if "cause" in table else None, codes, n)
-    looked_at = np.isin(status, (*FAILING_OR_KNOWN, "skipped"))
+    looked_at = np.isin(status, (*FAILING_OR_KNOWN, Status.SKIPPED))
     # keyed by numpy integers, which hash and compare as the ints looked up below
     details: dict[Any, pd.DataFrame] = dict(iter(table[looked_at].groupby(codes[looked_at])))
     summaries = []
@@ -95,7 +99,7 @@ def summarize(table: pd.DataFrame) -> list[PairSummary]:
                 case=str(case),
                 backend=str(backend),
                 version=str(versions[code]),
-                status=SEVERITY[worst[code]] if worst[code] < len(SEVERITY) else "ok",
+                status=SEVERITY[worst[code]] if worst[code] < len(SEVERITY) else Status.OK,
                 compared=int(compared[code]),
                 mismatched=int(mismatched[code]),
                 worst_margin=float(worst_margin[code]),
@@ -104,7 +108,7 @@ def summarize(table: pd.DataFrame) -> list[PairSummary]:
                 else (_skip_reason(rows) if rows is not None else ""),
                 cause=causes[code],
                 off_oracle=off_oracle(first, reference)
-                if first is not None and first["status"] == "diverged"
+                if first is not None and first["status"] == Status.DIVERGED
                 else "",
             )
         )
@@ -124,20 +128,20 @@ def _first_per_pair(column: pd.Series | None, codes: np.ndarray, n: int) -> list
 
 
 def _skip_reason(rows: pd.DataFrame) -> str:
-    skipped = rows[rows["status"] == "skipped"]
+    skipped = rows[rows["status"] == Status.SKIPPED]
     return str(skipped["detail"].iloc[0]) if len(skipped) else ""
 
 
 def describe_row(row: pd.Series) -> str:
     """Where and how one row fails, in the torch.testing / assert_allclose manner."""
-    if row["status"] in ("crashed", "skipped"):
+    if row["status"] in (Status.CRASHED, Status.SKIPPED):
         return str(row["detail"])
     where = f"step {row['step']} {row['quantity']}"
     if row["param"]:
         where += f" {row['param']}"
     if not pd.isna(row["index"]):
         where += f"[{row['index']}]"
-    if row["status"] == "expect_failed":
+    if row["status"] == Status.EXPECT_FAILED:
         return f"{where}: {row['value']:.8g} does not round to the expected {row['expected']} ({row['detail'] or 'expect'})"
     text = (
         f"{where}: {row['value']:.9g} vs reference {row['reference']:.9g} "
@@ -147,7 +151,7 @@ def describe_row(row: pd.Series) -> str:
 
 
 def exit_status(table: pd.DataFrame) -> int:
-    return 1 if table["status"].isin(("diverged", "crashed", "expect_failed")).any() else 0
+    return 1 if table["status"].isin(FAILING).any() else 0
 
 
 TABLE_HEADER = ("case", "backend", "status", "cause", "worst err/tol", "first divergence")
@@ -218,7 +222,7 @@ def _nanmax(a: float, b: float) -> float:
 
 def known_tallies(table: pd.DataFrame) -> dict[str, KnownTally]:
     """Per known-divergence id, in the order the table first shows it: what it matched."""
-    known = table[table["status"] == "known"]
+    known = table[table["status"] == Status.KNOWN]
     if known.empty:
         return {}
     ids = known["detail"].str.extract(r"^known divergence (\S+):", expand=False)
@@ -272,7 +276,7 @@ def summary_markdown(
 
 
 def summary_head(
-    failed: bool, cases: int, backends: int, counts: Mapping[str, int], incomplete: str | None
+    failed: bool, cases: int, backends: int, counts: Mapping[Status, int], incomplete: str | None
 ) -> list[str]:
     """summary.md's lines down to the pair table's header."""
     verdict = "FAIL" if failed else "PASS"
@@ -369,7 +373,7 @@ class ReportWriter:
         self.out = out
         self.html_cases = html_cases
         self.html_pairs = html_pairs
-        self.statuses: Counter[str] = Counter()
+        self.statuses: Counter[Status] = Counter()
         self.failed = False  # some row diverged, crashed or failed its expect
         self.cases = 0
         self.backends: dict[str, None] = {}

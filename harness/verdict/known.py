@@ -21,6 +21,7 @@ from harness.cases.patterns import matches
 from harness.cases.schema import INVALID, _Checker, any_invalid, describe
 from harness.cases.yaml_nodes import Located, YamlProblems, parse_documents
 from harness.errors import CaseError, Problem
+from harness.verdict.status import Status
 
 DEFAULT_PATH = Path("cases/known_divergences.yaml")
 ENTRY_KEYS = (
@@ -214,13 +215,13 @@ def match_known(
             continue  # nothing in its scope ran: neither matched nor stale
         covered_ids.add(entry.id)
         rows = _entry_rows(table, entry, covered)
-        matched = rows & (status == "diverged")  # an earlier entry's rows stay its own
+        matched = rows & (status == Status.DIVERGED)  # an earlier entry's rows stay its own
         if entry.max_rel_err is not None:
             matched &= table["rel_err"].to_numpy(dtype=np.float64) <= entry.max_rel_err
         if not matched.any():
             continue
         matched_ids.add(entry.id)
-        status[matched] = "known"
+        status[matched] = Status.KNOWN
         detail[matched] = f"known divergence {entry.id}: {entry.reason}"
     table = table.assign(status=status, detail=detail)
     return table, covered_ids, matched_ids

@@ -260,7 +260,9 @@ def _report(args: argparse.Namespace) -> int:
     from harness.report.merge import merge
     from harness.report.repro import failing_pairs, sources_from_reports, write_repro
     from harness.report.results_io import read_results
-    from harness.report.writer import exit_status, format_table, write_report
+    from harness.report.summaries import exit_status
+    from harness.report.table import format_table
+    from harness.report.writer import write_report
 
     inputs = [read_results(Path(p)) for p in args.results]
     table = merge(inputs)

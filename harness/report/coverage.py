@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from harness.cases.model import Case
-from harness.report.writer import PairSummary
+from harness.report.summaries import PairSummary
 from harness.verdict.status import FAILING, SEVERITY, Status
 
 KNOBS = ("activation", "output_activation", "loss", "optimizer", "dtype")

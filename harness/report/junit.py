@@ -9,12 +9,10 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from harness.report.summaries import PairSummary
 from harness.verdict.status import MISMATCHED, Status
-
-if TYPE_CHECKING:
-    from harness.report.writer import PairSummary
 
 
 def junit_xml(summaries: list[PairSummary], environment: Mapping[str, Any] | None = None) -> str:

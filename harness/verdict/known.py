@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from harness.cases.checker import INVALID, Checker, any_invalid, describe
 from harness.cases.model import QUANTITIES, Case
 from harness.cases.patterns import matches
-from harness.cases.schema import INVALID, _Checker, any_invalid, describe
 from harness.cases.yaml_nodes import Located, YamlProblems, parse_documents
 from harness.errors import CaseError, Problem
 from harness.verdict.status import Status
@@ -85,7 +85,7 @@ def load_known(path: Path) -> list[KnownDivergence]:
         raise CaseError(exc.problems) from None
     except UnicodeDecodeError as exc:
         raise CaseError([Problem(filename, 0, 0, "", f"not UTF-8 text: {exc.reason}")]) from None
-    checker = _Checker(filename)
+    checker = Checker(filename)
     entries: list[KnownDivergence] = []
     for document in documents:
         top = checker.mapping(document, "", ("divergences",), ("divergences",))
@@ -104,7 +104,7 @@ def load_known(path: Path) -> list[KnownDivergence]:
     return entries
 
 
-def _read_entry(checker: _Checker, node: Located, key: str) -> KnownDivergence | None:
+def _read_entry(checker: Checker, node: Located, key: str) -> KnownDivergence | None:
     required = ("id", "backend", "measured", "reason", "source")
     fields = checker.mapping(node, key, ENTRY_KEYS, required)
     if fields is INVALID or any(name not in fields for name in required):
@@ -144,7 +144,7 @@ def _read_entry(checker: _Checker, node: Located, key: str) -> KnownDivergence |
     )
 
 
-def _strings(checker: _Checker, node: Located, key: str) -> tuple[str, ...] | Any:
+def _strings(checker: Checker, node: Located, key: str) -> tuple[str, ...] | Any:
     items = checker.sequence(node, key)
     if items is INVALID:
         return INVALID
@@ -152,7 +152,7 @@ def _strings(checker: _Checker, node: Located, key: str) -> tuple[str, ...] | An
     return INVALID if any_invalid(values) else tuple(values)
 
 
-def _read_where(checker: _Checker, node: Located, key: str) -> dict[str, tuple[Any, ...]] | Any:
+def _read_where(checker: Checker, node: Located, key: str) -> dict[str, tuple[Any, ...]] | Any:
     if not isinstance(node.value, dict):
         return checker.fail(
             node,
@@ -170,7 +170,7 @@ def _read_where(checker: _Checker, node: Located, key: str) -> dict[str, tuple[A
     return where
 
 
-def _check_unique_ids(checker: _Checker, entries: list[KnownDivergence]) -> None:
+def _check_unique_ids(checker: Checker, entries: list[KnownDivergence]) -> None:
     seen: dict[str, str] = {}
     for entry in entries:
         if entry.id in seen:

@@ -339,11 +339,11 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _check_adapter(args: argparse.Namespace) -> int:
-    from harness.conformance import battery as conformance
+    from harness.conformance.battery import check_adapter
     from harness.verdict.known import load_known
 
     known = [] if args.known == "none" else load_known(Path(args.known))
-    results, table = conformance.check_adapter(args.name, args.reference, args.check, known)
+    results, table = check_adapter(args.name, args.reference, args.check, known)
     if not results:
         raise UsageError(f"no conformance check matches --check {' '.join(args.check)}")
     print(table)

@@ -7,17 +7,11 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from harness.report.summaries import PairSummary
 from harness.verdict.status import MISMATCHED, Status
-
-
-def junit_xml(summaries: list[PairSummary], environment: Mapping[str, Any] | None = None) -> str:
-    counts = Counter(s.status for s in summaries)
-    return "".join(junit_pieces(summaries, counts, environment))
 
 
 def junit_pieces(

@@ -7,27 +7,17 @@ stream by: ``summary_head``, a ``summary_row`` per pair, ``summary_tail``, then
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import pandas as pd
-
-from harness.report.summaries import (
-    KnownTally,
-    PairSummary,
-    exit_status,
-    known_tallies,
-    margin_text,
-)
+from harness.report.summaries import KnownTally, PairSummary, margin_text
 from harness.run.fingerprint import markdown as fingerprint_markdown
 from harness.verdict.known import KnownDivergence
 from harness.verdict.status import SEVERITY, Status
 
 
-def known_markdown(table: pd.DataFrame | Mapping[str, KnownTally]) -> str:
+def known_markdown(tallies: Mapping[str, KnownTally]) -> str:
     """Each known divergence that matched in this run: how many values, how large."""
-    tallies = known_tallies(table) if isinstance(table, pd.DataFrame) else table
     if not tallies:
         return ""
     lines = [
@@ -42,24 +32,6 @@ def known_markdown(table: pd.DataFrame | Mapping[str, KnownTally]) -> str:
             f"{t.max_abs_err:.3g} | {t.max_rel_err:.3g} |"
         )
     return "\n".join([*lines, ""])
-
-
-def summary_markdown(
-    table: pd.DataFrame,
-    summaries: list[PairSummary],
-    stale: Sequence[KnownDivergence] = (),
-    sections: Sequence[str] = (),
-    incomplete: str | None = None,
-) -> str:
-    counts = Counter(s.status for s in summaries)
-    head = summary_head(
-        bool(exit_status(table)),
-        table["case"].nunique(),
-        table["backend"].nunique(),
-        counts,
-        incomplete,
-    )
-    return "\n".join([*head, *map(summary_row, summaries), *summary_tail(stale, sections)])
 
 
 def summary_head(

@@ -23,7 +23,6 @@ from harness.cases.yaml_nodes import Located, YamlProblems, parse_documents
 from harness.errors import CaseError, Problem
 from harness.verdict.status import Status
 
-DEFAULT_PATH = Path("cases/known_divergences.yaml")
 ENTRY_KEYS = (
     "id",
     "backend",

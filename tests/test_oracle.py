@@ -61,17 +61,17 @@ def test_reference_gradients_match_central_finite_differences(case):
 
 def test_finite_differences_catch_a_wrong_gradient(monkeypatch):
     """The check can fail: a reference whose bias gradient is 0.1% off is caught."""
-    from backends.numpy import eager as numpy_manual
+    from backends.numpy import eager
 
     (case,) = load_cases([CASES / "seed.yaml"])
-    original = numpy_manual.NumpyModel.train_step
+    original = eager.NumpyModel.train_step
 
     def wrong(self):
         loss, grads = original(self)
         grads["layers.1.bias"] = grads["layers.1.bias"] * 1.001
         return loss, grads
 
-    monkeypatch.setattr(numpy_manual.NumpyModel, "train_step", wrong)
+    monkeypatch.setattr(eager.NumpyModel, "train_step", wrong)
     assert finite_difference_error(case, make_inputs(case)) > 1e-4
 
 

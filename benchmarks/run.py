@@ -207,7 +207,7 @@ def sweep_section(backends: Sequence[str], variants: int, sample: int, repeats: 
 
 def _verdict_row(cases: list[Case], backends: list[str]) -> Row:
     """Each case × backend verdict of a vectorized run against the per-case loop's."""
-    from harness.report.writer import summarize
+    from harness.report.summaries import summarize
     from harness.run import runner, vectorize
     from harness.verdict.compare import compare
 

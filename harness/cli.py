@@ -261,7 +261,9 @@ def _report(args: argparse.Namespace) -> int:
     from harness.report.merge import merge
     from harness.report.repro import failing_pairs, sources_from_reports, write_repro
     from harness.report.results_io import read_results
-    from harness.report.writer import exit_status, format_table, write_report
+    from harness.report.summaries import exit_status
+    from harness.report.table import format_table
+    from harness.report.writer import write_report
 
     inputs = [read_results(Path(p)) for p in args.results]
     table = merge(inputs)
@@ -338,11 +340,11 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _check_adapter(args: argparse.Namespace) -> int:
-    from harness.conformance import battery as conformance
+    from harness.conformance.battery import check_adapter
     from harness.verdict.known import load_known
 
     known = [] if args.known == "none" else load_known(Path(args.known))
-    results, table = conformance.check_adapter(args.name, args.reference, args.check, known)
+    results, table = check_adapter(args.name, args.reference, args.check, known)
     if not results:
         raise UsageError(f"no conformance check matches --check {' '.join(args.check)}")
     print(table)

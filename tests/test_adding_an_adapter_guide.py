@@ -9,7 +9,7 @@ import pytest
 from support import ROOT
 
 from backends import registry
-from harness.conformance import battery as conformance
+from harness.conformance.battery import check_adapter
 
 GUIDE = (ROOT / "docs" / "adding-an-adapter.md").read_text(encoding="utf-8")
 EXAMPLES = dict(re.findall(r"<!-- example: (\S+) -->\n```\w+\n(.*?)```", GUIDE, re.DOTALL))
@@ -33,7 +33,7 @@ def test_the_guide_has_every_example_file():
 
 
 def test_the_example_adapter_passes_the_conformance_kit(example_adapter):
-    results, table = conformance.check_adapter(example_adapter)
+    results, table = check_adapter(example_adapter)
     statuses = {r.check: r.status for r in results}
     assert not [r for r in results if r.failed], table
     assert statuses["capabilities"] == "pass"  # relu, adam, float16, ... are declined

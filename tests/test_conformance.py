@@ -6,7 +6,7 @@ import pytest
 
 from backends import registry
 from harness.cli import main
-from harness.conformance import battery as conformance
+from harness.conformance import battery, checks
 from harness.verdict.known import load_known
 
 WRONG = {
@@ -24,8 +24,8 @@ def wrong_adapters(monkeypatch):
         monkeypatch.setitem(registry.BUILTINS, name, target)
 
 
-def results_of(name: str, *patterns: str, known=None) -> dict[str, conformance.CheckResult]:
-    results, _ = conformance.check_adapter(name, patterns=patterns, known=known)
+def results_of(name: str, *patterns: str, known=None) -> dict[str, checks.CheckResult]:
+    results, _ = battery.check_adapter(name, patterns=patterns, known=known)
     return {r.check: r for r in results}
 
 
@@ -54,7 +54,7 @@ def test_the_reference_passes_every_check(capsys):
 
 
 def test_the_battery_covers_every_declared_option():
-    names = [check.name for check in conformance.battery(registry.load_class("numpy"))]
+    names = [check.name for check in battery.battery(registry.load_class("numpy"))]
     assert len(names) == len(set(names))
     for option in ("activation[silu]", "loss[huber]", "optimizer[adagrad]", "dtype[bfloat16]"):
         assert option in names

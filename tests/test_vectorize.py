@@ -13,7 +13,7 @@ from backends import registry
 from harness.cases.inputs import make_inputs
 from harness.cases.loader import load_cases
 from harness.cases.model import Case
-from harness.report.writer import summarize
+from harness.report.summaries import summarize
 from harness.run import runner, vectorize
 from harness.run.batch_trace import BatchInputs, BatchTrace
 from harness.run.trace import Trace

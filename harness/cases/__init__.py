@@ -1,1 +1,1 @@
-"""Case files in: the case model, YAML nodes with their locations, schema checks, matrices, patterns, inputs."""
+"""Case files in: the case model, YAML nodes with their locations, the YAML checker and the case schema, matrices, patterns, inputs."""

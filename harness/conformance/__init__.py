@@ -1,1 +1,1 @@
-"""The conformance battery an adapter author runs (`crossgrad check-adapter`), and its pytest plugin."""
+"""The conformance battery an adapter author runs (`crossgrad check-adapter`): its cases, its checks, the table, and its pytest plugin."""

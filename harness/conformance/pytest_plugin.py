@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 from backends import registry
-from harness.conformance import battery as conformance
+from harness.conformance.battery import DEFAULT_REFERENCE, battery, open_kit
+from harness.conformance.checks import FAIL, KNOWN, SKIPPED, Check, CheckResult, Kit
 from harness.verdict.known import load_known
 
 if TYPE_CHECKING:
@@ -38,9 +39,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--crossgrad-reference", default=None, help="reference backend (numpy)")
     group.addoption("--crossgrad-known", default=None, help="known-divergences YAML file")
     parser.addini("crossgrad_adapter", "backend name the conformance battery checks")
-    parser.addini(
-        "crossgrad_reference", "reference backend name", default=conformance.DEFAULT_REFERENCE
-    )
+    parser.addini("crossgrad_reference", "reference backend name", default=DEFAULT_REFERENCE)
     parser.addini("crossgrad_known", "known-divergences YAML file, relative to the rootdir")
 
 
@@ -57,12 +56,12 @@ def _setting(config: pytest.Config, name: str) -> str:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "crossgrad_check" in metafunc.fixturenames:
         name = _setting(metafunc.config, "crossgrad_adapter")
-        checks = conformance.battery(registry.load_class(name))
+        checks = battery(registry.load_class(name))
         metafunc.parametrize("crossgrad_check", checks, ids=[check.name for check in checks])
 
 
 @pytest.fixture(scope="session")
-def crossgrad_kit(pytestconfig: pytest.Config) -> Iterator[conformance.Kit]:
+def crossgrad_kit(pytestconfig: pytest.Config) -> Iterator[Kit]:
     """The adapter under test and the reference, created once per session."""
     name = _setting(pytestconfig, "crossgrad_adapter")
     reason = registry.load_class(name).unavailable_reason()
@@ -72,22 +71,20 @@ def crossgrad_kit(pytestconfig: pytest.Config) -> Iterator[conformance.Kit]:
         "crossgrad_known"
     )
     known = load_known(pytestconfig.rootpath / known_file) if known_file else []
-    yield conformance.open_kit(name, _setting(pytestconfig, "crossgrad_reference"), known)
+    yield open_kit(name, _setting(pytestconfig, "crossgrad_reference"), known)
 
 
 @pytest.fixture
-def crossgrad_result(
-    crossgrad_kit: conformance.Kit, crossgrad_check: conformance.Check
-) -> conformance.CheckResult:
+def crossgrad_result(crossgrad_kit: Kit, crossgrad_check: Check) -> CheckResult:
     """This item's check, run on the adapter under test."""
     return crossgrad_check.run(crossgrad_kit)
 
 
-def assert_conforms(result: conformance.CheckResult) -> None:
+def assert_conforms(result: CheckResult) -> None:
     """Fail with the first problem in plain words; known divergences xfail, declined cases skip."""
-    if result.status == conformance.FAIL:
+    if result.status == FAIL:
         pytest.fail(f"{result.check}: {result.detail}", pytrace=False)
-    if result.status == conformance.KNOWN:
+    if result.status == KNOWN:
         pytest.xfail(f"{result.check}: known divergence: {result.detail}")
-    if result.status == conformance.SKIPPED:
+    if result.status == SKIPPED:
         pytest.skip(f"{result.check}: {result.detail}")

@@ -1,1 +1,1 @@
-"""Writing and reading reports: results tables, summaries, HTML, JUnit, coverage, repro, merge, diff."""
+"""Writing and reading reports: results tables, pair summaries, the printed table, Markdown, HTML, JUnit, coverage, repro, merge, diff."""

@@ -13,7 +13,8 @@ from pathlib import Path
 import pandas as pd
 
 from harness.cases.model import Case
-from harness.report.writer import SEVERITY, PairSummary
+from harness.report.summaries import PairSummary
+from harness.verdict.status import FAILING, SEVERITY, Status
 
 KNOBS = ("activation", "output_activation", "loss", "optimizer", "dtype")
 
@@ -88,7 +89,6 @@ def coverage_text(table: pd.DataFrame) -> str:
     if table.empty:
         return ""
     backends = list(dict.fromkeys(table["backend"]))
-    failing = {"crashed", "expect_failed", "diverged"}
     header = ["knob", "value", *backends]
     rows = []
     for knob in KNOBS:
@@ -101,13 +101,13 @@ def coverage_text(table: pd.DataFrame) -> str:
                     .groupby("status")["pairs"]
                     .sum()
                 )
-                ran = int(counts.get("ok", 0) + counts.get("known", 0))
+                ran = int(counts.get(Status.OK, 0) + counts.get(Status.KNOWN, 0))
                 cell = f"{ran} ran"
-                if counts.get("known", 0):
-                    cell += f" ({int(counts['known'])} known)"
-                if counts.get("skipped", 0):
-                    cell += f", {int(counts['skipped'])} skipped"
-                bad = int(sum(counts.get(s, 0) for s in failing))
+                if counts.get(Status.KNOWN, 0):
+                    cell += f" ({int(counts[Status.KNOWN])} known)"
+                if counts.get(Status.SKIPPED, 0):
+                    cell += f", {int(counts[Status.SKIPPED])} skipped"
+                bad = int(sum(counts.get(s, 0) for s in FAILING))
                 if bad:
                     cell += f", {bad} FAILED"
                 cells.append(cell)

@@ -10,17 +10,14 @@ from __future__ import annotations
 
 import html
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from harness.report.summaries import PairSummary
 from harness.verdict.localize import STAGES
-
-if TYPE_CHECKING:
-    from harness.report.writer import PairSummary
-
-COMPARED = ("ok", "diverged", "known", "expect_failed")
+from harness.verdict.status import COMPARED
 
 
 def margins(table: pd.DataFrame) -> pd.DataFrame:

@@ -7,24 +7,16 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from harness.report.writer import PairSummary
-
-FAILURE_STATUSES = ("diverged", "expect_failed")
-
-
-def junit_xml(summaries: list[PairSummary], environment: Mapping[str, Any] | None = None) -> str:
-    counts = Counter(s.status for s in summaries)
-    return "".join(junit_pieces(summaries, counts, environment))
+from harness.report.summaries import PairSummary
+from harness.verdict.status import MISMATCHED, Status
 
 
 def junit_pieces(
     summaries: Iterable[PairSummary],
-    statuses: Mapping[str, int],
+    statuses: Mapping[Status, int],
     environment: Mapping[str, Any] | None = None,
 ) -> Iterator[str]:
     """The document in pieces, one per testcase, so a huge run's file is written as it is read.
@@ -33,9 +25,9 @@ def junit_pieces(
     """
     counts = {
         "tests": sum(statuses.values()),
-        "failures": sum(statuses.get(s, 0) for s in FAILURE_STATUSES),
-        "errors": statuses.get("crashed", 0),
-        "skipped": statuses.get("skipped", 0),
+        "failures": sum(statuses.get(s, 0) for s in MISMATCHED),
+        "errors": statuses.get(Status.CRASHED, 0),
+        "skipped": statuses.get(Status.SKIPPED, 0),
     }
     attributes = {key: str(value) for key, value in counts.items()} | {"time": "0"}
     root = ET.Element("testsuites", {"name": "crossgrad", **attributes})
@@ -66,13 +58,13 @@ _PLACEHOLDER = "crossgrad-testcases"
 def _testcase(s: PairSummary) -> str:
     case = ET.Element("testcase", {"classname": s.case, "name": s.backend, "time": "0"})
     message = _message(s)
-    if s.status in FAILURE_STATUSES:
+    if s.status in MISMATCHED:
         ET.SubElement(case, "failure", {"message": message, "type": s.status}).text = message
-    elif s.status == "crashed":
-        ET.SubElement(case, "error", {"message": message, "type": "crashed"}).text = message
-    elif s.status == "skipped":
+    elif s.status == Status.CRASHED:
+        ET.SubElement(case, "error", {"message": message, "type": Status.CRASHED}).text = message
+    elif s.status == Status.SKIPPED:
         ET.SubElement(case, "skipped", {"message": s.first_divergence})
-    elif s.status == "known":
+    elif s.status == Status.KNOWN:
         ET.SubElement(case, "system-out").text = f"known divergence: {message}"
     ET.indent(case, level=2)
     return ET.tostring(case, encoding="unicode")

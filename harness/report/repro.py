@@ -15,8 +15,8 @@ from pathlib import Path
 import pandas as pd
 
 from harness.cases.model import Case
+from harness.verdict.status import FAILING
 
-FAILING = ("diverged", "crashed", "expect_failed")
 INDEX = "pairs.json"  # what a merged report reads back to rebuild the commands
 Pair = tuple[str, str]  # (case, backend)
 

@@ -1,4 +1,5 @@
-"""The report folder: results.csv, results.parquet and summary.md, plus the printed summary.
+"""The report folder: results.csv, results.parquet, summary.md, junit.xml, report.html and
+environment.json, written chunk by chunk (``ReportWriter``) or from a whole table.
 
 Files are written to a temporary name and renamed into place, so a reader never sees a
 half-written report.
@@ -11,322 +12,34 @@ import os
 import pickle
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from harness.report.html import case_margins, report_html
 from harness.report.junit import junit_pieces
-from harness.run.fingerprint import markdown as fingerprint_markdown
+from harness.report.markdown import (
+    extra_sections,
+    known_markdown,
+    summary_head,
+    summary_row,
+    summary_tail,
+)
+from harness.report.summaries import KnownTally, PairSummary, exit_status, known_tallies, summarize
+from harness.report.table import TABLE_HEADER, table_cells, table_lines
 from harness.verdict.known import KnownDivergence
-from harness.verdict.localize import FAILING as FAILING_OR_KNOWN
-from harness.verdict.localize import first_divergence, off_oracle
+from harness.verdict.status import FAILING, Status
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
-# Worst first: the status a case × backend pair gets from its rows.
-SEVERITY = ("crashed", "expect_failed", "diverged", "known", "skipped", "ok")
-FAILING = ("crashed", "expect_failed", "diverged")
 # report.html of a huge run: this many cases plotted and pairs listed, failing ones first.
 HTML_CASES = 200
 HTML_PAIRS = 2_000
-
-
-@dataclass(frozen=True)
-class PairSummary:
-    """One case on one backend, as a CI reviewer reads it."""
-
-    case: str
-    backend: str
-    version: str
-    status: str
-    compared: int
-    mismatched: int
-    worst_margin: float  # largest abs_err / tol; above 1 is a divergence
-    first_divergence: str
-    cause: str = ""  # precision, semantic or known (harness/verdict/triage.py)
-    off_oracle: str = ""  # the side farther from the oracle at the first divergence
-
-
-def summarize(table: pd.DataFrame) -> list[PairSummary]:
-    """One summary per case × backend pair, in the table's order.
-
-    Counts and margins are grouped column-wise; only the few pairs with a failing or
-    skipped row are looked at row by row, so a sweep's summaries cost little per pair.
-    """
-    if table.empty:
-        return []
-    reference = str(table["backend"].iloc[0])  # compare puts it first
-    codes, pairs = pd.factorize(pd.MultiIndex.from_frame(table[["case", "backend"]]), sort=False)
-    n = len(pairs)
-    status = table["status"].to_numpy(dtype=object)
-    rank = pd.Series(status).map({s: i for i, s in enumerate(SEVERITY)}).to_numpy()
-    worst = np.full(n, len(SEVERITY))
-    np.minimum.at(worst, codes, np.nan_to_num(rank, nan=len(SEVERITY)).astype(np.int64))
-    is_compared = np.isin(status, ("ok", "diverged", "known", "expect_failed"))
-    compared = np.bincount(codes[is_compared], minlength=n)
-    mismatched = np.bincount(codes[np.isin(status, ("diverged", "expect_failed"))], minlength=n)
-    abs_err = table["abs_err"].to_numpy(dtype=np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        margins = abs_err / table["tol"].to_numpy(dtype=np.float64)
-    margins = np.where(abs_err == 0, 0.0, margins)
-    worst_margin = (
-        pd.Series(margins[is_compared]).groupby(codes[is_compared]).max().reindex(range(n))
-    ).to_numpy(dtype=np.float64)
-    first_row = np.unique(codes, return_index=True)[1]
-    versions = table["version"].to_numpy(dtype=object)[first_row]
-    causes = _first_per_pair(table["cause"].fillna("") if "cause" in table else None, codes, n)
-    looked_at = np.isin(status, (*FAILING_OR_KNOWN, "skipped"))
-    # keyed by numpy integers, which hash and compare as the ints looked up below
-    details: dict[Any, pd.DataFrame] = dict(iter(table[looked_at].groupby(codes[looked_at])))
-    summaries = []
-    for code, (case, backend) in enumerate(pairs):
-        rows = details.get(code)
-        first = first_divergence(rows) if rows is not None else None
-        summaries.append(
-            PairSummary(
-                case=str(case),
-                backend=str(backend),
-                version=str(versions[code]),
-                status=SEVERITY[worst[code]] if worst[code] < len(SEVERITY) else "ok",
-                compared=int(compared[code]),
-                mismatched=int(mismatched[code]),
-                worst_margin=float(worst_margin[code]),
-                first_divergence=describe_row(first)
-                if first is not None
-                else (_skip_reason(rows) if rows is not None else ""),
-                cause=causes[code],
-                off_oracle=off_oracle(first, reference)
-                if first is not None and first["status"] == "diverged"
-                else "",
-            )
-        )
-    return summaries
-
-
-def _first_per_pair(column: pd.Series | None, codes: np.ndarray, n: int) -> list[str]:
-    """Each pair's first non-empty value of ``column`` ("" where it has none)."""
-    found = [""] * n
-    if column is None:
-        return found
-    values = column.to_numpy(dtype=object)
-    filled = np.flatnonzero(values != "")
-    for code, value in zip(codes[filled][::-1], values[filled][::-1], strict=True):
-        found[code] = str(value)  # walked backwards, so the first one is written last
-    return found
-
-
-def _skip_reason(rows: pd.DataFrame) -> str:
-    skipped = rows[rows["status"] == "skipped"]
-    return str(skipped["detail"].iloc[0]) if len(skipped) else ""
-
-
-def describe_row(row: pd.Series) -> str:
-    """Where and how one row fails, in the torch.testing / assert_allclose manner."""
-    if row["status"] in ("crashed", "skipped"):
-        return str(row["detail"])
-    where = f"step {row['step']} {row['quantity']}"
-    if row["param"]:
-        where += f" {row['param']}"
-    if not pd.isna(row["index"]):
-        where += f"[{row['index']}]"
-    if row["status"] == "expect_failed":
-        return f"{where}: {row['value']:.8g} does not round to the expected {row['expected']} ({row['detail'] or 'expect'})"
-    text = (
-        f"{where}: {row['value']:.9g} vs reference {row['reference']:.9g} "
-        f"(abs err {row['abs_err']:.3g} > tol {row['tol']:.3g}, rel err {row['rel_err']:.3g})"
-    )
-    return f"{text}; {row['detail']}" if row["detail"] else text
-
-
-def exit_status(table: pd.DataFrame) -> int:
-    return 1 if table["status"].isin(("diverged", "crashed", "expect_failed")).any() else 0
-
-
-TABLE_HEADER = ("case", "backend", "status", "cause", "worst err/tol", "first divergence")
-
-
-def table_cells(s: PairSummary) -> tuple[str, ...]:
-    """One pair's cells in the printed table."""
-    return (
-        s.case,
-        s.backend,
-        s.status,
-        s.cause,
-        _margin(s.worst_margin),
-        _shorten(s.first_divergence, 90),
-    )
-
-
-def format_table(summaries: list[PairSummary]) -> str:
-    """The short plain-text table ``crossgrad run`` prints."""
-    lines = [table_cells(s) for s in summaries]
-    widths = [max(len(row[i]) for row in [TABLE_HEADER, *lines]) for i in range(len(TABLE_HEADER))]
-    return "\n".join(table_lines(lines, widths))
-
-
-def table_lines(rows: Iterable[tuple[str, ...]], widths: Sequence[int]) -> Iterator[str]:
-    """Header, rule and ``rows`` of the printed table, columns padded to ``widths``."""
-
-    def render(row: tuple[str, ...]) -> str:
-        return "  ".join(
-            cell.ljust(width) for cell, width in zip(row, widths, strict=True)
-        ).rstrip()
-
-    yield render(TABLE_HEADER)
-    yield render(tuple("-" * w for w in widths))
-    yield from map(render, rows)
-
-
-def _margin(value: float) -> str:
-    return "-" if np.isnan(value) else f"{value:.3g}"
-
-
-def _shorten(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 3] + "..."
-
-
-@dataclass
-class KnownTally:
-    """What one known divergence matched: backends, pairs, values, largest errors."""
-
-    backends: set[str]
-    pairs: int
-    values: int
-    max_abs_err: float
-    max_rel_err: float
-
-    def add(self, other: KnownTally) -> None:
-        """Fold in the tally of another chunk (whose pairs are not this one's)."""
-        self.backends |= other.backends
-        self.pairs += other.pairs
-        self.values += other.values
-        self.max_abs_err = _nanmax(self.max_abs_err, other.max_abs_err)
-        self.max_rel_err = _nanmax(self.max_rel_err, other.max_rel_err)
-
-
-def _nanmax(a: float, b: float) -> float:
-    return float(np.fmax(a, b))
-
-
-def known_tallies(table: pd.DataFrame) -> dict[str, KnownTally]:
-    """Per known-divergence id, in the order the table first shows it: what it matched."""
-    known = table[table["status"] == "known"]
-    if known.empty:
-        return {}
-    ids = known["detail"].str.extract(r"^known divergence (\S+):", expand=False)
-    return {
-        str(entry_id): KnownTally(
-            backends=set(rows["backend"]),
-            pairs=len(rows[["case", "backend"]].drop_duplicates()),
-            values=len(rows),
-            max_abs_err=float(rows["abs_err"].max()),
-            max_rel_err=float(rows["rel_err"].max()),
-        )
-        for entry_id, rows in known.groupby(ids, sort=False)
-    }
-
-
-def known_markdown(table: pd.DataFrame | Mapping[str, KnownTally]) -> str:
-    """Each known divergence that matched in this run: how many values, how large."""
-    tallies = known_tallies(table) if isinstance(table, pd.DataFrame) else table
-    if not tallies:
-        return ""
-    lines = [
-        "## Known divergences in this run",
-        "",
-        "| id | backends | pairs | values | max abs err | max rel err |",
-        "|---|---|---|---|---|---|",
-    ]
-    for entry_id, t in tallies.items():
-        lines.append(
-            f"| {entry_id} | {', '.join(sorted(t.backends))} | {t.pairs} | {t.values} | "
-            f"{t.max_abs_err:.3g} | {t.max_rel_err:.3g} |"
-        )
-    return "\n".join([*lines, ""])
-
-
-def summary_markdown(
-    table: pd.DataFrame,
-    summaries: list[PairSummary],
-    stale: Sequence[KnownDivergence] = (),
-    sections: Sequence[str] = (),
-    incomplete: str | None = None,
-) -> str:
-    counts = Counter(s.status for s in summaries)
-    head = summary_head(
-        bool(exit_status(table)),
-        table["case"].nunique(),
-        table["backend"].nunique(),
-        counts,
-        incomplete,
-    )
-    return "\n".join([*head, *map(summary_row, summaries), *summary_tail(stale, sections)])
-
-
-def summary_head(
-    failed: bool, cases: int, backends: int, counts: Mapping[str, int], incomplete: str | None
-) -> list[str]:
-    """summary.md's lines down to the pair table's header."""
-    verdict = "FAIL" if failed else "PASS"
-    return [
-        "# crossgrad report",
-        "",
-        *([f"**INCOMPLETE** — {incomplete}.", ""] if incomplete else []),
-        f"**{verdict}** — {cases} cases × {backends} backends: "
-        + ", ".join(f"{counts[s]} {s}" for s in SEVERITY if counts.get(s)),
-        "",
-        "| case | backend | version | status | mismatched | worst err/tol | first divergence | cause | off the oracle |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-
-
-def summary_row(s: PairSummary) -> str:
-    """One pair's line in summary.md's table."""
-    mismatch = f"{s.mismatched} / {s.compared}" if s.compared else "-"
-    cells = (
-        s.case,
-        s.backend,
-        s.version,
-        s.status,
-        mismatch,
-        _margin(s.worst_margin),
-        s.first_divergence,
-        s.cause,
-        s.off_oracle,
-    )
-    return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
-
-
-def summary_tail(stale: Sequence[KnownDivergence], sections: Sequence[str]) -> list[str]:
-    """summary.md's lines after the pair table: stale entries, legend, extra sections."""
-    lines = []
-    if stale:
-        lines += [
-            "",
-            "## Stale known divergences",
-            "",
-            "These entries cover cases that ran but matched no divergence; the framework may have changed.",
-            "",
-        ]
-        lines += [f"- `{entry.id}` ({entry.location}): {entry.measured}" for entry in stale]
-    lines += [
-        "",
-        "worst err/tol: the largest |value − reference| / (atol + rtol·|reference|) of the pair; above 1 is a divergence.",
-        "first divergence: the first failing value in computation order (activations layer by layer, output, loss, gradients from the last layer back, parameters).",
-        "cause: `precision` (the float64 control run agrees), `semantic` (it diverges too), `known` (registry).",
-        "off the oracle: the side farther from the float64/50-digit oracle at the first divergence.",
-        "",
-    ]
-    lines += [section for section in sections if section]
-    return lines
 
 
 def write_report(
@@ -369,7 +82,7 @@ class ReportWriter:
         self.out = out
         self.html_cases = html_cases
         self.html_pairs = html_pairs
-        self.statuses: Counter[str] = Counter()
+        self.statuses: Counter[Status] = Counter()
         self.failed = False  # some row diverged, crashed or failed its expect
         self.cases = 0
         self.backends: dict[str, None] = {}
@@ -552,15 +265,6 @@ class ReportWriter:
         os.close(handle)
         os.chmod(path, 0o666 & ~_UMASK)  # mkstemp's 0600 would hide the report from CI readers
         return Path(path)
-
-
-def extra_sections(environments: list[dict[str, Any]], repro: list[str]) -> str:
-    """The Reproduce and Environment sections that follow the summary table."""
-    lines = []
-    if repro:
-        lines += ["## Reproduce", "", "Each failing pair alone (its case file is in `repro/`):"]
-        lines += ["", "```sh", *repro, "```", ""]
-    return "\n".join([*lines, *fingerprint_markdown(environments)])
 
 
 def atomic_write_text(path: Path, text: str) -> None:

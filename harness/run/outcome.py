@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from harness.cases.model import Case
 from harness.run.trace import Trace
+from harness.verdict.status import Status
 
 Progress = Callable[[str, int, int, str], None]  # backend, done, total, case name
 
@@ -19,5 +20,5 @@ class Outcome:
     backend: str
     version: str
     trace: Trace | None = None
-    status: str = "ok"  # ok (ran), crashed, skipped
+    status: Status = Status.OK  # ok (ran), crashed or skipped
     detail: str = ""

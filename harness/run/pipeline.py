@@ -29,8 +29,9 @@ from harness.run.fingerprint import fingerprint
 from harness.run.outcome import Progress
 from harness.run.session import CHUNK_CASES, FAIL_FAST, RunSession
 from harness.run.workers import DEFAULT_TIMEOUT
-from harness.verdict.compare import FAILING, compare
+from harness.verdict.compare import compare
 from harness.verdict.known import KnownDivergence, match_known, stale_entries
+from harness.verdict.status import FAILING
 from harness.verdict.triage import assign_causes
 
 

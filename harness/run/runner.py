@@ -20,7 +20,6 @@ from harness.run.outcome import Outcome, Progress
 from harness.run.scheduler import Scheduler, default_jobs
 from harness.run.workers import DEFAULT_TIMEOUT
 
-KEY_COLUMNS = ["case", "backend", "step", "quantity", "param", "index"]
 RAW_COLUMNS = [
     "case",
     "backend",

@@ -20,6 +20,7 @@ from harness.errors import BackendUnavailable, UnknownBackend
 from harness.run import workers
 from harness.run.outcome import Outcome, Progress
 from harness.run.workers import CaseResult, Ready, Worker, WorkerDied, WorkerSpec
+from harness.verdict.status import Status
 
 
 def worker_spec(backend: str) -> WorkerSpec:
@@ -93,7 +94,7 @@ class Lane:
         except BackendUnavailable as exc:
             reason = exc.reason
         if reason:
-            self._finish_all("skipped", f"backend unavailable: {reason}")
+            self._finish_all(Status.SKIPPED, f"backend unavailable: {reason}")
             return
         self.version = cls.version()
         self.spec = worker_spec(self.name)
@@ -108,7 +109,7 @@ class Lane:
             reason = case.backends.excludes(self.name)
             if not reason:
                 break
-            self._record(case, "skipped", reason)
+            self._record(case, Status.SKIPPED, reason)
         else:
             self._release()
             self.done = True
@@ -131,9 +132,9 @@ class Lane:
         except WorkerDied as died:
             self.worker = None
             if starting:
-                self._finish_all("crashed", f"worker failed to start: {died.reason}")
+                self._finish_all(Status.CRASHED, f"worker failed to start: {died.reason}")
             else:
-                self._record(self._current(), "crashed", died.reason)
+                self._record(self._current(), Status.CRASHED, died.reason)
                 self._advance()
             return
         if isinstance(message, Ready):
@@ -147,7 +148,7 @@ class Lane:
         if ready.error:
             self.worker.kill()
             self.worker = None
-            self._finish_all("crashed", ready.error)
+            self._finish_all(Status.CRASHED, ready.error)
             return
         self.worker.ready = ready
         self._advance()
@@ -159,9 +160,9 @@ class Lane:
         self.worker.kill()
         self.worker = None
         if starting:
-            self._finish_all("crashed", f"worker did not start within {limit:g} s")
+            self._finish_all(Status.CRASHED, f"worker did not start within {limit:g} s")
         else:
-            self._record(self._current(), "crashed", f"timed out after {limit:g} s")
+            self._record(self._current(), Status.CRASHED, f"timed out after {limit:g} s")
             self._advance()
 
     def abort(self) -> None:
@@ -172,12 +173,12 @@ class Lane:
     def _current(self) -> Case:
         return self.s.cases[self.position]
 
-    def _record(self, case: Case, status: str, detail: str, trace: Any = None) -> None:
+    def _record(self, case: Case, status: Status, detail: str, trace: Any = None) -> None:
         outcome = Outcome(case, self.name, self.version, trace=trace, status=status, detail=detail)
         self.outcomes.append(outcome)
         self.s.report(outcome, self.position)
 
-    def _finish_all(self, status: str, detail: str) -> None:
+    def _finish_all(self, status: Status, detail: str) -> None:
         for case in self.s.cases[self.position :]:
             self._record(case, status, detail)
         self.done = True

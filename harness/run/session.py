@@ -31,7 +31,8 @@ from harness.run.outcome import Outcome
 from harness.run.runner import Progress, outcomes_frame, run
 from harness.run.vectorize import group_sizes
 from harness.run.vectorize import run as vectorized_run
-from harness.verdict.compare import FAILING, compare
+from harness.verdict.compare import compare
+from harness.verdict.status import FAILING, Status
 
 RUN_FILE = "run.json"
 # Cases run, compared and written at a time: memory stays bounded by this, not by the run.
@@ -221,7 +222,7 @@ class RunSession:
         mine = self._outcomes.get(case.name, {})
         ref = mine.get(self.reference)
         for outcome in mine.values():
-            if outcome.status == "crashed":
+            if outcome.status == Status.CRASHED:
                 return f"{case.name} on {outcome.backend} crashed: {outcome.detail}"
         if ref is None or ref.trace is None:
             return None
@@ -251,7 +252,7 @@ class RunSession:
                         case,
                         backend,
                         self._versions[backend],
-                        status="skipped",
+                        status=Status.SKIPPED,
                         detail=f"{NOT_RUN}: {self.stopped}",
                     )
                 )

@@ -31,6 +31,7 @@ from harness.cases.inputs import Inputs
 from harness.cases.model import Case
 from harness.run import determinism, fingerprint
 from harness.run.trace import Trace
+from harness.verdict.status import Status
 
 # A sane bound for one case on one backend; the largest cases in cases/ take a few seconds.
 DEFAULT_TIMEOUT = 300.0
@@ -52,7 +53,7 @@ class WorkerSpec:
 class CaseResult:
     """What a worker sends back for one case (``status``: ok, crashed or skipped)."""
 
-    status: str
+    status: Status
     detail: str = ""
     trace: Trace | None = None
 
@@ -117,17 +118,19 @@ def _worker_main(spec: WorkerSpec, conn: multiprocessing.connection.Connection) 
         try:
             conn.send(result)
         except Exception as exc:  # a trace holding something unpicklable (a framework tensor)
-            conn.send(CaseResult("crashed", f"result could not be sent back: {_describe(exc)}"))
+            conn.send(
+                CaseResult(Status.CRASHED, f"result could not be sent back: {_describe(exc)}")
+            )
 
 
 def _run_case(backend: Any, case: Case, inputs: Inputs) -> CaseResult:
     try:
         reason = backend.unsupported_reason(case)
         if reason:
-            return CaseResult("skipped", reason)
-        return CaseResult("ok", trace=backend.run(case, inputs))
+            return CaseResult(Status.SKIPPED, reason)
+        return CaseResult(Status.OK, trace=backend.run(case, inputs))
     except Exception as exc:  # any failure inside an adapter is a result, not the end of the run
-        return CaseResult("crashed", _describe(exc))
+        return CaseResult(Status.CRASHED, _describe(exc))
 
 
 def _describe(exc: BaseException) -> str:

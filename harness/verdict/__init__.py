@@ -1,1 +1,1 @@
-"""Judging values: comparison with the reference, tolerances, the oracle, triage, localization, known divergences."""
+"""Judging values: the status vocabulary, comparison with the reference, tolerances, the oracle, triage, localization, known divergences."""

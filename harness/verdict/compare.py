@@ -16,6 +16,7 @@ import pandas as pd
 from harness.cases.model import Case, Tolerance
 from harness.run.runner import normalize
 from harness.verdict.oracle import add_oracle
+from harness.verdict.status import Status
 
 DEFAULT_TOLERANCES: dict[str, Tolerance] = {
     "float64": Tolerance(rtol=1e-10, atol=1e-13),
@@ -47,7 +48,6 @@ RESULT_COLUMNS = [
     "oracle_err",  # |value - oracle|
     "cause",  # of a divergence: precision, semantic or known (harness/verdict/triage.py)
 ]
-FAILING = ("diverged", "crashed", "expect_failed")
 _VALUE_KEYS = ["case", "step", "quantity", "param", "index"]
 
 
@@ -60,7 +60,7 @@ def compare(raw: pd.DataFrame, cases: Iterable[Case], reference: str) -> pd.Data
     cases = list(cases)
     backend_order = list(dict.fromkeys(raw["backend"]))
     raw = raw.assign(_seq=raw.groupby(["case", "backend"], sort=False).cumcount())
-    ran = raw["status"] == "ok"
+    ran = raw["status"] == Status.OK
     ref_rows = raw.loc[ran & (raw["backend"] == reference), [*_VALUE_KEYS, "value", "_seq"]].rename(
         columns={"value": "reference", "_seq": "_ref_seq"}
     )
@@ -72,7 +72,7 @@ def compare(raw: pd.DataFrame, cases: Iterable[Case], reference: str) -> pd.Data
     table = _add_expected(table, cases)
     table["status"] = _statuses(table, reference)
     table = add_oracle(table, cases)
-    table["cause"] = np.where(table["status"] == "known", "known", "")
+    table["cause"] = np.where(table["status"] == Status.KNOWN, "known", "")
     return _in_order(table, reference, backend_order, [c.name for c in cases])[RESULT_COLUMNS]
 
 
@@ -92,7 +92,7 @@ def _with_missing_rows(ran: pd.DataFrame, ref_rows: pd.DataFrame) -> pd.DataFram
     # Per-layer activations are optional (Model.layer_outputs): absent is not a divergence.
     merged = merged.loc[~(missing & (merged["quantity"] == "activation"))]
     extra, missing = extra[merged.index], missing[merged.index]
-    merged.loc[missing, "status"] = "ok"  # compared below: a NaN value never agrees
+    merged.loc[missing, "status"] = Status.OK  # compared below: a NaN value never agrees
     merged.loc[missing, "detail"] = "missing: the backend did not record this value"
     merged.loc[extra & has_reference, "detail"] = (
         "extra: the reference has no such value (shape mismatch?)"
@@ -174,7 +174,7 @@ def _expected_rows(case: Case) -> list[tuple[Any, ...]]:
 
 def _statuses(table: pd.DataFrame, reference: str) -> pd.Series:
     status = table["status"].copy()
-    compared = (status == "ok") & ~table["detail"].str.startswith("not compared")
+    compared = (status == Status.OK) & ~table["detail"].str.startswith("not compared")
     # abs_err is 0 where value and reference are the same NaN or infinity, whatever the tolerance
     agree = (table["abs_err"].to_numpy() == 0) | (
         table["abs_err"].to_numpy() <= table["tol"].to_numpy()
@@ -185,9 +185,9 @@ def _statuses(table: pd.DataFrame, reference: str) -> pd.Series:
     expect_failed = ~np.isnan(expected) & ~(
         np.abs(table["value"].to_numpy() - expected) <= half_unit * (1 + 1e-9)
     )
-    status[compared & ~agree] = "diverged"
-    status[(status == "ok") & table["detail"].str.startswith("not compared")] = "skipped"
-    status[(table["status"] == "ok") & expect_failed] = "expect_failed"
+    status[compared & ~agree] = Status.DIVERGED
+    status[(status == Status.OK) & table["detail"].str.startswith("not compared")] = Status.SKIPPED
+    status[(table["status"] == Status.OK) & expect_failed] = Status.EXPECT_FAILED
     return status
 
 

@@ -16,13 +16,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from harness.cases.checker import INVALID, Checker, any_invalid, describe
 from harness.cases.model import QUANTITIES, Case
 from harness.cases.patterns import matches
-from harness.cases.schema import INVALID, _Checker, any_invalid, describe
 from harness.cases.yaml_nodes import Located, YamlProblems, parse_documents
 from harness.errors import CaseError, Problem
+from harness.verdict.status import Status
 
-DEFAULT_PATH = Path("cases/known_divergences.yaml")
 ENTRY_KEYS = (
     "id",
     "backend",
@@ -84,7 +84,7 @@ def load_known(path: Path) -> list[KnownDivergence]:
         raise CaseError(exc.problems) from None
     except UnicodeDecodeError as exc:
         raise CaseError([Problem(filename, 0, 0, "", f"not UTF-8 text: {exc.reason}")]) from None
-    checker = _Checker(filename)
+    checker = Checker(filename)
     entries: list[KnownDivergence] = []
     for document in documents:
         top = checker.mapping(document, "", ("divergences",), ("divergences",))
@@ -103,7 +103,7 @@ def load_known(path: Path) -> list[KnownDivergence]:
     return entries
 
 
-def _read_entry(checker: _Checker, node: Located, key: str) -> KnownDivergence | None:
+def _read_entry(checker: Checker, node: Located, key: str) -> KnownDivergence | None:
     required = ("id", "backend", "measured", "reason", "source")
     fields = checker.mapping(node, key, ENTRY_KEYS, required)
     if fields is INVALID or any(name not in fields for name in required):
@@ -143,7 +143,7 @@ def _read_entry(checker: _Checker, node: Located, key: str) -> KnownDivergence |
     )
 
 
-def _strings(checker: _Checker, node: Located, key: str) -> tuple[str, ...] | Any:
+def _strings(checker: Checker, node: Located, key: str) -> tuple[str, ...] | Any:
     items = checker.sequence(node, key)
     if items is INVALID:
         return INVALID
@@ -151,7 +151,7 @@ def _strings(checker: _Checker, node: Located, key: str) -> tuple[str, ...] | An
     return INVALID if any_invalid(values) else tuple(values)
 
 
-def _read_where(checker: _Checker, node: Located, key: str) -> dict[str, tuple[Any, ...]] | Any:
+def _read_where(checker: Checker, node: Located, key: str) -> dict[str, tuple[Any, ...]] | Any:
     if not isinstance(node.value, dict):
         return checker.fail(
             node,
@@ -169,7 +169,7 @@ def _read_where(checker: _Checker, node: Located, key: str) -> dict[str, tuple[A
     return where
 
 
-def _check_unique_ids(checker: _Checker, entries: list[KnownDivergence]) -> None:
+def _check_unique_ids(checker: Checker, entries: list[KnownDivergence]) -> None:
     seen: dict[str, str] = {}
     for entry in entries:
         if entry.id in seen:
@@ -214,13 +214,13 @@ def match_known(
             continue  # nothing in its scope ran: neither matched nor stale
         covered_ids.add(entry.id)
         rows = _entry_rows(table, entry, covered)
-        matched = rows & (status == "diverged")  # an earlier entry's rows stay its own
+        matched = rows & (status == Status.DIVERGED)  # an earlier entry's rows stay its own
         if entry.max_rel_err is not None:
             matched &= table["rel_err"].to_numpy(dtype=np.float64) <= entry.max_rel_err
         if not matched.any():
             continue
         matched_ids.add(entry.id)
-        status[matched] = "known"
+        status[matched] = Status.KNOWN
         detail[matched] = f"known divergence {entry.id}: {entry.reason}"
     table = table.assign(status=status, detail=detail)
     return table, covered_ids, matched_ids

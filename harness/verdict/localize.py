@@ -13,8 +13,9 @@ import re
 import numpy as np
 import pandas as pd
 
+from harness.verdict.status import FAILING_OR_KNOWN
+
 STAGES = ("activation", "output", "loss", "grad", "param", "output_after")
-FAILING = ("crashed", "diverged", "expect_failed", "known")
 _LAYER = re.compile(r"layers\.(\d+)(?:\.(weight|bias))?$")
 
 
@@ -33,7 +34,7 @@ def computation_key(row: pd.Series) -> tuple[float, int, int, int, float]:
 
 def first_divergence(rows: pd.DataFrame) -> pd.Series | None:
     """The pair's first failing row in computation order, or None when every row passes."""
-    bad = rows[rows["status"].isin(FAILING)]
+    bad = rows[rows["status"].isin(FAILING_OR_KNOWN)]
     if bad.empty:
         return None
     keys = [computation_key(row) for _, row in bad.iterrows()]

@@ -6,19 +6,18 @@ so ``|value - oracle|`` says how far each backend is from the truth, not from th
 reference. Where the case is small enough, the forward pass, loss and gradients of the
 first step are recomputed once more in 50-digit arithmetic (mpmath), and those values
 replace the float64 ones: the oracle is then exact to the last float64 bit. The float64
-reference gradients are also checked against central finite differences.
+reference gradients are checked against central finite differences by the test suite
+(tests/finite_differences.py).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import itertools
 
 import numpy as np
 import pandas as pd
 
-from backends.numpy.eager import NumpyBackend, NumpyModel
-from backends.numpy.ops import LOSSES
+from backends.numpy.eager import NumpyBackend
 from harness.cases.inputs import Inputs, make_inputs
 from harness.cases.model import Case
 from harness.verdict import oracle_mp
@@ -80,37 +79,3 @@ def normalize_keys(frame: pd.DataFrame) -> pd.DataFrame:
     for column in ("case", "quantity", "param"):
         frame[column] = frame[column].astype(str)
     return frame
-
-
-def finite_difference_error(case: Case, inputs: Inputs, step: float = 1e-6) -> float:
-    """Largest gap between the reference's float64 backprop gradients and central differences.
-
-    Measured relative to the largest gradient of the same parameter, so a gradient that is
-    zero by symmetry does not turn rounding noise into a large relative error.
-    """
-    control = control_case(case)
-    model = NumpyModel(control, inputs)
-    start = model.parameters()
-    _, grads = NumpyModel(control, inputs).train_step()
-    worst = 0.0
-    for name, value in start.items():
-        numeric = np.empty_like(value)
-        for index in itertools.product(*map(range, value.shape)):
-            h = step * max(1.0, abs(float(value[index])))
-            numeric[index] = (
-                _loss_with(model, start, name, index, h) - _loss_with(model, start, name, index, -h)
-            ) / (2 * h)
-        scale = max(float(np.max(np.abs(grads[name]))), 1e-8)
-        worst = max(worst, float(np.max(np.abs(numeric - grads[name]))) / scale)
-    return worst
-
-
-def _loss_with(
-    model: NumpyModel, start: dict[str, np.ndarray], name: str, index: tuple[int, ...], h: float
-) -> float:
-    params = {key: value.copy() for key, value in start.items()}
-    params[name][index] += h
-    model.load_parameters(params)
-    output = model.forward()
-    loss, _ = LOSSES[model.loss_name](output, model.y, model.loss_args)
-    return float(loss)

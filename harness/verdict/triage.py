@@ -16,6 +16,7 @@ from harness.cases.model import Case
 from harness.run.runner import run
 from harness.verdict.compare import compare
 from harness.verdict.oracle import control_case
+from harness.verdict.status import Status
 
 PAIR = ["case", "backend"]
 
@@ -23,8 +24,8 @@ PAIR = ["case", "backend"]
 def assign_causes(table: pd.DataFrame, cases: list[Case], reference: str) -> pd.DataFrame:
     """``table`` with ``cause`` filled in on every diverged and every known row."""
     table = table.copy()
-    table.loc[table["status"] == "known", "cause"] = "known"
-    diverged = table.loc[table["status"] == "diverged", [*PAIR, "dtype"]].drop_duplicates()
+    table.loc[table["status"] == Status.KNOWN, "cause"] = "known"
+    diverged = table.loc[table["status"] == Status.DIVERGED, [*PAIR, "dtype"]].drop_duplicates()
     if diverged.empty:
         return table
     low = diverged[diverged["dtype"] != "float64"]
@@ -39,7 +40,7 @@ def assign_causes(table: pd.DataFrame, cases: list[Case], reference: str) -> pd.
         [causes.get(key, "") for key in zip(table["case"], table["backend"], strict=True)],
         index=table.index,
     )
-    is_diverged = table["status"] == "diverged"
+    is_diverged = table["status"] == Status.DIVERGED
     table.loc[is_diverged, "cause"] = pair_cause[is_diverged]
     return table
 
@@ -64,9 +65,9 @@ def _control_verdicts(
     for (case, backend), rows in table.groupby(PAIR, sort=False):
         if backend == reference:
             continue
-        if rows["status"].isin(("diverged", "crashed")).any():
+        if rows["status"].isin((Status.DIVERGED, Status.CRASHED)).any():
             verdicts[(str(case), str(backend))] = "semantic"
-        elif (rows["status"] == "ok").any():
+        elif (rows["status"] == Status.OK).any():
             verdicts[(str(case), str(backend))] = "precision"
         # else the control could not run (skipped): the cause stays undetermined
     return verdicts

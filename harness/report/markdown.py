@@ -1,0 +1,101 @@
+"""summary.md: the verdict line, one table row per pair, known and stale divergences, the legend.
+
+``ReportWriter`` (harness/report/writer.py) writes the file from these pieces as the pairs
+stream by: ``summary_head``, a ``summary_row`` per pair, ``summary_tail``, then
+``extra_sections`` (repro commands and the environment).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from harness.report.summaries import KnownTally, PairSummary, margin_text
+from harness.run.fingerprint import markdown as fingerprint_markdown
+from harness.verdict.known import KnownDivergence
+from harness.verdict.status import SEVERITY, Status
+
+
+def known_markdown(tallies: Mapping[str, KnownTally]) -> str:
+    """Each known divergence that matched in this run: how many values, how large."""
+    if not tallies:
+        return ""
+    lines = [
+        "## Known divergences in this run",
+        "",
+        "| id | backends | pairs | values | max abs err | max rel err |",
+        "|---|---|---|---|---|---|",
+    ]
+    for entry_id, t in tallies.items():
+        lines.append(
+            f"| {entry_id} | {', '.join(sorted(t.backends))} | {t.pairs} | {t.values} | "
+            f"{t.max_abs_err:.3g} | {t.max_rel_err:.3g} |"
+        )
+    return "\n".join([*lines, ""])
+
+
+def summary_head(
+    failed: bool, cases: int, backends: int, counts: Mapping[Status, int], incomplete: str | None
+) -> list[str]:
+    """summary.md's lines down to the pair table's header."""
+    verdict = "FAIL" if failed else "PASS"
+    return [
+        "# crossgrad report",
+        "",
+        *([f"**INCOMPLETE** — {incomplete}.", ""] if incomplete else []),
+        f"**{verdict}** — {cases} cases × {backends} backends: "
+        + ", ".join(f"{counts[s]} {s}" for s in SEVERITY if counts.get(s)),
+        "",
+        "| case | backend | version | status | mismatched | worst err/tol | first divergence | cause | off the oracle |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+
+
+def summary_row(s: PairSummary) -> str:
+    """One pair's line in summary.md's table."""
+    mismatch = f"{s.mismatched} / {s.compared}" if s.compared else "-"
+    cells = (
+        s.case,
+        s.backend,
+        s.version,
+        s.status,
+        mismatch,
+        margin_text(s.worst_margin),
+        s.first_divergence,
+        s.cause,
+        s.off_oracle,
+    )
+    return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+
+
+def summary_tail(stale: Sequence[KnownDivergence], sections: Sequence[str]) -> list[str]:
+    """summary.md's lines after the pair table: stale entries, legend, extra sections."""
+    lines = []
+    if stale:
+        lines += [
+            "",
+            "## Stale known divergences",
+            "",
+            "These entries cover cases that ran but matched no divergence; the framework may have changed.",
+            "",
+        ]
+        lines += [f"- `{entry.id}` ({entry.location}): {entry.measured}" for entry in stale]
+    lines += [
+        "",
+        "worst err/tol: the largest |value − reference| / (atol + rtol·|reference|) of the pair; above 1 is a divergence.",
+        "first divergence: the first failing value in computation order (activations layer by layer, output, loss, gradients from the last layer back, parameters).",
+        "cause: `precision` (the float64 control run agrees), `semantic` (it diverges too), `known` (registry).",
+        "off the oracle: the side farther from the float64/50-digit oracle at the first divergence.",
+        "",
+    ]
+    lines += [section for section in sections if section]
+    return lines
+
+
+def extra_sections(environments: list[dict[str, Any]], repro: list[str]) -> str:
+    """The Reproduce and Environment sections that follow the summary table."""
+    lines = []
+    if repro:
+        lines += ["## Reproduce", "", "Each failing pair alone (its case file is in `repro/`):"]
+        lines += ["", "```sh", *repro, "```", ""]
+    return "\n".join([*lines, *fingerprint_markdown(environments)])

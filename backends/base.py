@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 from abc import ABC, abstractmethod
-from typing import ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
@@ -35,6 +35,21 @@ class Model(Protocol):
     # Optional: ``layer_outputs() -> list[np.ndarray]``, the hidden layers' outputs (after
     # their activation) at the current parameters. ``Backend.run`` records them when present,
     # so a divergence can be traced to the first layer where it appears.
+
+
+def host_array(array: Any) -> np.ndarray:
+    """An array as a ``Model`` hands it to the harness: a fresh NumPy array that shares no
+    memory with the framework (which may reuse or update its buffers), with bfloat16, which
+    the harness's NumPy floats lack, widened to float32 (exact: float32 holds every
+    bfloat16 value).
+
+    ``array`` is anything ``np.asarray`` takes: a NumPy array the framework's own
+    conversion returned (``tensor.numpy()``), or a framework array NumPy reads directly.
+    """
+    result = np.asarray(array)
+    if result.dtype.name == "bfloat16":  # ml_dtypes' bfloat16, as JAX and TensorFlow return it
+        return result.astype(np.float32)
+    return result.copy()
 
 
 class Backend(ABC):

@@ -24,8 +24,8 @@ ENTRY_POINT_GROUP = "crossgrad.backends"
 BUILTINS: dict[str, str] = {
     "numpy": "backends.numpy.eager:NumpyBackend",
     "torch": "backends.torch.eager:TorchBackend",
-    "jax": "backends.jax.eager:JaxBackend",
-    "tensorflow": "backends.tensorflow.eager:TensorflowBackend",
+    "jax": "backends.jax.compiled:JaxJitBackend",
+    "tensorflow": "backends.tensorflow.compiled:TensorflowFunctionBackend",
 }
 
 # Other execution modes of the built-ins, run only when named ("--backend jax:eager"): the

@@ -67,6 +67,13 @@ class Backend(ABC):
     # framework, building the adapter). Scheduling only: with fewer cores than backends,
     # the slowest-starting backends start first, since a run lasts as long as its slowest.
     startup_seconds: ClassVar[float] = 1.0
+    # Run only when named (``--backend jax:eager``), never by a run that names no backend:
+    # another execution mode of a framework whose usual mode is compared by default.
+    opt_in: ClassVar[bool] = False
+    # Where a built-in's usual mode is listed (``crossgrad backends``, a default run, a merged
+    # table's backend order): the reference first. Opt-in modes follow by name, then plugins
+    # by name; a plugin's rank is not read.
+    rank: ClassVar[int] = 0
     # Capabilities: what the adapter can express. A case outside them is skipped with the
     # reason instead of crashing; `crossgrad check-adapter` tests every one declared here.
     activations: ClassVar[tuple[str, ...]] = ACTIVATIONS

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from conftest import CASES, write_case
+from fake_plugins import register
 
 from backends import registry
 from harness.cases.loader import load_cases
@@ -26,7 +27,7 @@ OUTSIDE = {
 
 @pytest.fixture(autouse=True)
 def seed_only_adapter(monkeypatch):
-    monkeypatch.setitem(registry.BUILTINS, "seed_only", "fake_plugins:SeedOnlyBackend")
+    register(monkeypatch, {"seed_only": "fake_plugins:SeedOnlyBackend"})
 
 
 def test_the_default_capabilities_are_the_whole_vocabulary():

@@ -6,15 +6,17 @@ import pandas as pd
 import pytest
 from adapters import WRONG_PARAM
 from conftest import CASES
+from fake_plugins import register
 
-from backends import registry
 from harness.cli import main
 
 
 @pytest.fixture(autouse=True)
 def test_adapters(monkeypatch):
-    monkeypatch.setitem(registry.BUILTINS, "wrong_bias", "adapters:WrongBiasGradientBackend")
-    monkeypatch.setitem(registry.BUILTINS, "crashing", "adapters:CrashingBackend")
+    register(
+        monkeypatch,
+        {"wrong_bias": "adapters:WrongBiasGradientBackend", "crashing": "adapters:CrashingBackend"},
+    )
 
 
 @pytest.mark.parametrize("case_file", ["seed.yaml", "mlp-nonsquare.yaml"])

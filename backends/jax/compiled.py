@@ -30,6 +30,7 @@ class JaxJitBackend(JaxEagerBackend):
 
     name = "jax"
     mode = "jit"
+    opt_in = False
 
     def __init__(self) -> None:
         super().__init__()

@@ -22,10 +22,12 @@ class JaxEagerBackend(Backend):
 
     name = "jax:eager"
     mode = "eager"
+    opt_in = True
     requires: ClassVar[tuple[str, ...]] = ("jax", "optax")
     distribution = "jax"
     extra = "jax"
     startup_seconds = 1.5
+    rank = 2
 
     def __init__(self) -> None:
         import jax

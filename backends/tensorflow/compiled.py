@@ -32,6 +32,7 @@ class TensorflowFunctionBackend(TensorflowEagerBackend):
 
     name = "tensorflow"
     mode = "function"
+    opt_in = False
 
     def __init__(self) -> None:
         super().__init__()

@@ -26,10 +26,12 @@ class TensorflowEagerBackend(Backend):
 
     name = "tensorflow:eager"
     mode = "eager"
+    opt_in = True
     requires: ClassVar[tuple[str, ...]] = ("tensorflow",)
     distribution = "tensorflow-cpu"
     extra = "tensorflow"
     startup_seconds = 6.0
+    rank = 3
 
     def __init__(self) -> None:
         determinism.apply_environment()  # TensorFlow reads its log switches at import

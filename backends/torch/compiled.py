@@ -58,6 +58,7 @@ class TorchCompileBackend(TorchBackend):
 
     name = "torch:compile"
     mode = "compile"
+    opt_in = True
 
     def __init__(self) -> None:
         super().__init__()

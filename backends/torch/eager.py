@@ -25,6 +25,7 @@ class TorchBackend(Backend):
     distribution = "torch"
     extra = "torch"
     startup_seconds = 2.0
+    rank = 1
 
     def __init__(self) -> None:
         import torch

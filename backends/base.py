@@ -74,12 +74,21 @@ class Backend(ABC):
     # table's backend order): the reference first. Opt-in modes follow by name, then plugins
     # by name; a plugin's rank is not read.
     rank: ClassVar[int] = 0
+    # "module:function" running every case of one step key at once for ``--vectorize``
+    # (``harness/run/vectorize.py``), imported only then; "" for none. Never inherited: a
+    # batched implementation computes its own class's maths, which a subclass may change.
+    vectorized: ClassVar[str] = ""
     # Capabilities: what the adapter can express. A case outside them is skipped with the
     # reason instead of crashing; `crossgrad check-adapter` tests every one declared here.
     activations: ClassVar[tuple[str, ...]] = ACTIVATIONS
     losses: ClassVar[tuple[str, ...]] = tuple(LOSSES)
     optimizers: ClassVar[tuple[str, ...]] = tuple(OPTIMIZERS)
     dtypes: ClassVar[tuple[str, ...]] = DTYPES
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "vectorized" not in cls.__dict__:
+            cls.vectorized = ""
 
     @classmethod
     def unavailable_reason(cls) -> str | None:

@@ -3,7 +3,7 @@
 crossgrad registers its own adapters in that group too (pyproject.toml), so an adapter is
 built-in when its entry point belongs to the ``crossgrad`` distribution, a plugin otherwise.
 What an adapter is, beyond its name, its class says: its mode, whether it runs only when
-named (``opt_in``), where a built-in is listed (``rank``).
+named (``opt_in``), where a built-in is listed (``rank``), its vectorized implementation.
 
 Nothing here imports a framework: adapter modules import theirs only when a backend is
 built. A plugin whose entry point fails to load is a warning, never a crash (as xarray's
@@ -139,6 +139,15 @@ def mode_of(name: str) -> str:
     """The execution mode of adapter ``name`` (its class's ``mode``), without importing a framework."""
     try:
         return str(getattr(load_class(name), "mode", ""))
+    except (BackendUnavailable, UnknownBackend):
+        return ""
+
+
+def vectorized(name: str) -> str:
+    """The "module:function" of adapter ``name``'s vectorized implementation, or "" for none
+    (an unknown or unloadable adapter has none). Imports no framework."""
+    try:
+        return str(getattr(load_class(name), "vectorized", ""))
     except (BackendUnavailable, UnknownBackend):
         return ""
 

@@ -1,5 +1,5 @@
 """Fake ``crossgrad.backends`` entry points, and adapter classes they point at: a working
-plugin, an opt-in one and two unusable ones.
+plugin, an opt-in one, one with a vectorized implementation and two unusable ones.
 
 Adapters are registered only through entry points, so a test adapter is registered as a
 plugin is: as pluggy's own tests do, ``importlib.metadata.entry_points`` is replaced, here
@@ -82,6 +82,13 @@ class EchoPluginBackend(NumpyBackend):
 
     name = "echo"
     distribution = "numpy"
+
+
+class BatchedPluginBackend(NumpyBackend):
+    """A plugin that declares a vectorized implementation (the reference's, here)."""
+
+    name = "batched"
+    vectorized = "backends.numpy.vectorized:run_batch"
 
 
 class MissingFrameworkBackend(NumpyBackend):

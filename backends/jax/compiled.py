@@ -31,6 +31,7 @@ class JaxJitBackend(JaxEagerBackend):
     name = "jax"
     mode = "jit"
     opt_in = False
+    vectorized = "backends.jax.vectorized:run_batch"
 
     def __init__(self) -> None:
         super().__init__()

@@ -33,6 +33,7 @@ class TensorflowFunctionBackend(TensorflowEagerBackend):
     name = "tensorflow"
     mode = "function"
     opt_in = False
+    vectorized = "backends.tensorflow.vectorized:run_batch"
 
     def __init__(self) -> None:
         super().__init__()

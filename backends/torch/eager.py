@@ -26,6 +26,7 @@ class TorchBackend(Backend):
     extra = "torch"
     startup_seconds = 2.0
     rank = 1
+    vectorized = "backends.torch.vectorized:run_batch"
 
     def __init__(self) -> None:
         import torch

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 from abc import ABC, abstractmethod
-from typing import ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
@@ -37,6 +37,21 @@ class Model(Protocol):
     # so a divergence can be traced to the first layer where it appears.
 
 
+def host_array(array: Any) -> np.ndarray:
+    """An array as a ``Model`` hands it to the harness: a fresh NumPy array that shares no
+    memory with the framework (which may reuse or update its buffers), with bfloat16, which
+    the harness's NumPy floats lack, widened to float32 (exact: float32 holds every
+    bfloat16 value).
+
+    ``array`` is anything ``np.asarray`` takes: a NumPy array the framework's own
+    conversion returned (``tensor.numpy()``), or a framework array NumPy reads directly.
+    """
+    result = np.asarray(array)
+    if result.dtype.name == "bfloat16":  # ml_dtypes' bfloat16, as JAX and TensorFlow return it
+        return result.astype(np.float32)
+    return result.copy()
+
+
 class Backend(ABC):
     """Base of every adapter. Subclasses set the class attributes and implement ``build``."""
 
@@ -52,12 +67,28 @@ class Backend(ABC):
     # framework, building the adapter). Scheduling only: with fewer cores than backends,
     # the slowest-starting backends start first, since a run lasts as long as its slowest.
     startup_seconds: ClassVar[float] = 1.0
+    # Run only when named (``--backend jax:eager``), never by a run that names no backend:
+    # another execution mode of a framework whose usual mode is compared by default.
+    opt_in: ClassVar[bool] = False
+    # Where a built-in's usual mode is listed (``crossgrad backends``, a default run, a merged
+    # table's backend order): the reference first. Opt-in modes follow by name, then plugins
+    # by name; a plugin's rank is not read.
+    rank: ClassVar[int] = 0
+    # "module:function" running every case of one step key at once for ``--vectorize``
+    # (``harness/run/vectorize.py``), imported only then; "" for none. Never inherited: a
+    # batched implementation computes its own class's maths, which a subclass may change.
+    vectorized: ClassVar[str] = ""
     # Capabilities: what the adapter can express. A case outside them is skipped with the
     # reason instead of crashing; `crossgrad check-adapter` tests every one declared here.
     activations: ClassVar[tuple[str, ...]] = ACTIVATIONS
     losses: ClassVar[tuple[str, ...]] = tuple(LOSSES)
     optimizers: ClassVar[tuple[str, ...]] = tuple(OPTIMIZERS)
     dtypes: ClassVar[tuple[str, ...]] = DTYPES
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "vectorized" not in cls.__dict__:
+            cls.vectorized = ""
 
     @classmethod
     def unavailable_reason(cls) -> str | None:

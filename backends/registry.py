@@ -1,4 +1,9 @@
-"""Which adapters exist: the built-ins by "module:Class" string, plus entry-point plugins.
+"""Which adapters exist: the ``crossgrad.backends`` entry points, built-ins and plugins alike.
+
+crossgrad registers its own adapters in that group too (pyproject.toml), so an adapter is
+built-in when its entry point belongs to the ``crossgrad`` distribution, a plugin otherwise.
+What an adapter is, beyond its name, its class says: its mode, whether it runs only when
+named (``opt_in``), where a built-in is listed (``rank``), its vectorized implementation.
 
 Nothing here imports a framework: adapter modules import theirs only when a backend is
 built. A plugin whose entry point fails to load is a warning, never a crash (as xarray's
@@ -10,6 +15,8 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.metadata
+import math
+import re
 import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -20,21 +27,9 @@ if TYPE_CHECKING:
     from backends.base import Backend
 
 ENTRY_POINT_GROUP = "crossgrad.backends"
-
-BUILTINS: dict[str, str] = {
-    "numpy": "backends.numpy.eager:NumpyBackend",
-    "torch": "backends.torch.eager:TorchBackend",
-    "jax": "backends.jax.eager:JaxBackend",
-    "tensorflow": "backends.tensorflow.eager:TensorflowBackend",
-}
-
-# Other execution modes of the built-ins, run only when named ("--backend jax:eager"): the
-# default run compares each framework's usual mode with the reference.
-MODES: dict[str, str] = {
-    "jax:eager": "backends.jax.eager:JaxEagerBackend",
-    "tensorflow:eager": "backends.tensorflow.eager:TensorflowEagerBackend",
-    "torch:compile": "backends.torch.compiled:TorchCompileBackend",
-}
+# The distribution whose entry points are the built-in adapters.
+DISTRIBUTION = "crossgrad"
+BUILT_IN = "built-in"
 
 
 @dataclass(frozen=True)
@@ -45,10 +40,10 @@ class AdapterEntry:
 
 
 def entries() -> dict[str, AdapterEntry]:
-    """Every known adapter by name: built-ins first, then plugins in name order."""
-    builtins = {**BUILTINS, **MODES}
-    found = {name: AdapterEntry(name, target, "built-in") for name, target in builtins.items()}
-    for entry in _plugin_entries():
+    """Every known adapter by name, in listing order: the built-ins' usual modes by rank (the
+    reference first), the built-ins' opt-in modes by name, then plugins by name."""
+    found: dict[str, AdapterEntry] = {}
+    for entry in _scanned():
         known = found.get(entry.name)
         if known is None:
             found[entry.name] = entry
@@ -65,21 +60,55 @@ def entries() -> dict[str, AdapterEntry]:
 _SCANNED: dict[object, list[AdapterEntry]] = {}
 
 
-def _plugin_entries() -> list[AdapterEntry]:
-    """The installed ``crossgrad.backends`` entry points by name, read once per process."""
+def _scanned() -> list[AdapterEntry]:
+    """The installed ``crossgrad.backends`` entry points in listing order, read once per process."""
     lookup = importlib.metadata.entry_points
     if lookup not in _SCANNED:
-        points = sorted(lookup(group=ENTRY_POINT_GROUP), key=lambda e: e.name)
-        _SCANNED.clear()
-        _SCANNED[lookup] = [
-            AdapterEntry(
-                ep.name,
-                ep.value,
-                f"plugin {ep.dist.name if ep.dist is not None else 'unknown distribution'}",
-            )
+        points = list(lookup(group=ENTRY_POINT_GROUP))
+        found = [
+            AdapterEntry(ep.name, ep.value, _source(ep.dist.name if ep.dist else None))
             for ep in points
         ]
+        builtins = sorted((e for e in found if e.source == BUILT_IN), key=_builtin_order)
+        plugins = sorted((e for e in found if e.source != BUILT_IN), key=lambda e: e.name)
+        if not builtins:
+            raise CrossgradError(
+                f"no built-in adapter is registered: the {DISTRIBUTION!r} distribution's "
+                f"{ENTRY_POINT_GROUP!r} entry points are missing; install crossgrad "
+                "(pip install -e . in a source checkout)"
+            )
+        _SCANNED.clear()
+        _SCANNED[lookup] = [*builtins, *plugins]
     return _SCANNED[lookup]
+
+
+def _source(distribution: str | None) -> str:
+    if distribution is None:
+        return "plugin unknown distribution"
+    if re.sub(r"[-_.]+", "-", distribution).lower() == DISTRIBUTION:
+        return BUILT_IN
+    return f"plugin {distribution}"
+
+
+def _builtin_order(entry: AdapterEntry) -> tuple[bool, float, str]:
+    """Usual modes by their class's ``rank``, then opt-in modes, by name.
+
+    A built-in's class is imported for it (no framework: adapters import theirs when built);
+    one that fails to import is listed last, and ``load_class`` reports why.
+    """
+    try:
+        cls = _import(entry.target)
+    except Exception:
+        return True, math.inf, entry.name
+    if cls.opt_in:
+        return True, 0, entry.name
+    return False, cls.rank, entry.name
+
+
+def _import(target: str) -> type[Backend]:
+    module_name, _, class_name = target.partition(":")
+    cls: type[Backend] = getattr(importlib.import_module(module_name), class_name)
+    return cls
 
 
 def load_class(name: str) -> type[Backend]:
@@ -88,15 +117,12 @@ def load_class(name: str) -> type[Backend]:
     if name not in known:
         raise UnknownBackend(name, list(known))
     entry = known[name]
-    module_name, _, class_name = entry.target.partition(":")
     try:
-        module = importlib.import_module(module_name)
-        cls: type[Backend] = getattr(module, class_name)
+        return _import(entry.target)
     except Exception as exc:  # a broken plugin must not take the run down
-        if entry.source != "built-in":
+        if entry.source != BUILT_IN:
             warnings.warn(f"adapter {name!r} ({entry.source}) failed to load: {exc}", stacklevel=2)
         raise BackendUnavailable(name, f"{entry.target} failed to load: {exc}") from exc
-    return cls
 
 
 def create(name: str) -> Backend:
@@ -117,15 +143,24 @@ def mode_of(name: str) -> str:
         return ""
 
 
+def vectorized(name: str) -> str:
+    """The "module:function" of adapter ``name``'s vectorized implementation, or "" for none
+    (an unknown or unloadable adapter has none). Imports no framework."""
+    try:
+        return str(getattr(load_class(name), "vectorized", ""))
+    except (BackendUnavailable, UnknownBackend):
+        return ""
+
+
 def available_names() -> list[str]:
-    """Names of the adapters that can run here, built-ins first; extra modes only when named."""
+    """Names of the adapters that can run here, in listing order; opt-in modes only when named."""
     names = []
     for name in entries():
-        if name in MODES:
-            continue
         try:
             cls = load_class(name)
         except BackendUnavailable:
+            continue
+        if cls.opt_in:
             continue
         if cls.unavailable_reason() is None:
             names.append(name)

@@ -6,9 +6,9 @@ import re
 import tomllib
 
 import pytest
+from fake_plugins import register
 from support import ROOT
 
-from backends import registry
 from harness.conformance.battery import check_adapter
 
 GUIDE = (ROOT / "docs" / "adding-an-adapter.md").read_text(encoding="utf-8")
@@ -22,9 +22,8 @@ def example_adapter(tmp_path, monkeypatch):
     (package / "__init__.py").write_text("", encoding="utf-8")
     (package / "adapter.py").write_text(EXAMPLES["adapter.py"], encoding="utf-8")
     monkeypatch.syspath_prepend(str(tmp_path))
-    entry_points = tomllib.loads(EXAMPLES["pyproject.toml"])["project"]["entry-points"]
-    for name, target in entry_points["crossgrad.backends"].items():
-        monkeypatch.setitem(registry.BUILTINS, name, target)
+    project = tomllib.loads(EXAMPLES["pyproject.toml"])["project"]
+    register(monkeypatch, project["entry-points"]["crossgrad.backends"], project["name"])
     return "minitorch"
 
 

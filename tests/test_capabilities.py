@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from fake_plugins import register
 from support import CASES, write_case
 
 from backends import registry
@@ -26,7 +27,7 @@ OUTSIDE = {
 
 @pytest.fixture(autouse=True)
 def seed_only_adapter(monkeypatch):
-    monkeypatch.setitem(registry.BUILTINS, "seed_only", "fake_plugins:SeedOnlyBackend")
+    register(monkeypatch, {"seed_only": "fake_plugins:SeedOnlyBackend"})
 
 
 def test_the_default_capabilities_are_the_whole_vocabulary():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from fake_plugins import register
 
 from backends import registry
 from harness.cli import main
@@ -20,8 +21,7 @@ WRONG = {
 
 @pytest.fixture(autouse=True)
 def wrong_adapters(monkeypatch):
-    for name, target in WRONG.items():
-        monkeypatch.setitem(registry.BUILTINS, name, target)
+    register(monkeypatch, WRONG)
 
 
 def results_of(name: str, *patterns: str, known=None) -> dict[str, checks.CheckResult]:

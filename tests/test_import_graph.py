@@ -15,7 +15,6 @@ import ast
 from collections.abc import Iterable
 from pathlib import Path
 
-import pytest
 from support import ROOT
 
 PACKAGES = ("harness", "backends")
@@ -168,11 +167,6 @@ def test_harness_has_no_import_cycle():
     assert not found, describe(GRAPH, found)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="backends/{jax,tensorflow}: eager <-> compiled cycles, removed on another branch; "
-    "drop this mark when that merges",
-)
 def test_the_whole_project_has_no_import_cycle():
     found = tangles(GRAPH)
     assert not found, describe(GRAPH, found)

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from fake_plugins import register
 from support import CASES, ROOT, write_case
 
-from backends import registry
 from harness.cli import main
 from harness.run.session import PARTIAL_FILE, RUN_FILE
 
@@ -25,8 +25,8 @@ SWEEP = (CASES / "seed.yaml").read_text(encoding="utf-8").split("expect:")[0] + 
 CLI_WITH_TEST_ADAPTERS = f"""
 import sys
 sys.path.insert(0, {str(ROOT / "tests")!r})
-from backends import registry
-registry.BUILTINS["slow"] = "adapters:SlowBackend"
+from fake_plugins import register
+register(None, {{"slow": "adapters:SlowBackend"}})
 from harness.cli import main
 sys.exit(main(sys.argv[1:]))
 """
@@ -106,7 +106,7 @@ def test_a_complete_run_is_marked_complete_and_records_its_determinism_settings(
 
 
 def test_fail_fast_stops_at_the_first_crash_and_says_so(tmp_path, monkeypatch, capsys):
-    monkeypatch.setitem(registry.BUILTINS, "crashing", "adapters:CrashingBackend")
+    register(monkeypatch, {"crashing": "adapters:CrashingBackend"})
     args = ["run", str(CASES / "mlp-nonsquare.yaml"), "-b", "crashing", "--fail-fast"]
     assert main([*args, "--out", str(tmp_path)]) == 1
     table = pd.read_csv(tmp_path / "results.csv", keep_default_na=False)
@@ -119,7 +119,7 @@ def test_fail_fast_stops_at_the_first_crash_and_says_so(tmp_path, monkeypatch, c
 
 
 def test_fail_fast_stops_at_the_first_divergence(tmp_path, monkeypatch):
-    monkeypatch.setitem(registry.BUILTINS, "wrong_bias", "adapters:WrongBiasGradientBackend")
+    register(monkeypatch, {"wrong_bias": "adapters:WrongBiasGradientBackend"})
     args = ["run", str(CASES / "mlp-nonsquare.yaml"), "-b", "wrong_bias", "-x", "-j", "1"]
     assert main([*args, "--out", str(tmp_path)]) == 1
     reason = json.loads((tmp_path / RUN_FILE).read_text())["reason"]

@@ -7,9 +7,9 @@ import time
 import pandas as pd
 import pytest
 from adapters import MISBEHAVES_ON
+from fake_plugins import register
 from support import CASES
 
-from backends import registry
 from harness.cases.loader import load_cases
 from harness.cli import main
 from harness.run import workers
@@ -26,14 +26,16 @@ MISBEHAVING = {
 
 @pytest.fixture(autouse=True)
 def test_adapters(monkeypatch):
-    for name, cls in (
-        ("segfaulting", "SegfaultingBackend"),
-        ("exiting", "ExitingBackend"),
-        ("hanging", "HangingBackend"),
-        ("crashing", "CrashingBackend"),
-        ("slow", "SlowBackend"),
-    ):
-        monkeypatch.setitem(registry.BUILTINS, name, f"adapters:{cls}")
+    register(
+        monkeypatch,
+        {
+            "segfaulting": "adapters:SegfaultingBackend",
+            "exiting": "adapters:ExitingBackend",
+            "hanging": "adapters:HangingBackend",
+            "crashing": "adapters:CrashingBackend",
+            "slow": "adapters:SlowBackend",
+        },
+    )
 
 
 @pytest.mark.parametrize("adapter, reason", MISBEHAVING.items(), ids=MISBEHAVING.keys())
@@ -107,7 +109,7 @@ def test_a_healthy_worker_is_reused_by_the_next_run_in_the_process():
 def test_an_adapter_that_fails_to_build_in_its_worker_crashes_every_case_with_the_reason(
     monkeypatch,
 ):
-    monkeypatch.setitem(registry.BUILTINS, "unbuildable", "adapters:UnbuildableBackend")
+    register(monkeypatch, {"unbuildable": "adapters:UnbuildableBackend"})
     cases = load_cases([CASES / "mlp-nonsquare.yaml"])
     raw = run(cases, ["numpy", "unbuildable"])
     rows = raw[raw["backend"] == "unbuildable"]
@@ -117,16 +119,17 @@ def test_an_adapter_that_fails_to_build_in_its_worker_crashes_every_case_with_th
 
 
 def test_an_adapter_class_that_does_not_exist_is_skipped_as_unavailable(monkeypatch):
-    monkeypatch.setitem(registry.BUILTINS, "missing", "adapters:NoSuchBackend")
+    register(monkeypatch, {"missing": "adapters:NoSuchBackend"})
     cases = load_cases([CASES / "seed.yaml"])
-    raw = run(cases, ["numpy", "missing"])
+    with pytest.warns(UserWarning, match="'missing'.*failed to load"):  # as any broken plugin
+        raw = run(cases, ["numpy", "missing"])
     rows = raw[raw["backend"] == "missing"]
     assert set(rows["status"]) == {"skipped"}
     assert rows["detail"].str.contains("backend unavailable.*NoSuchBackend").all()
 
 
 def test_a_result_that_cannot_cross_the_process_boundary_is_crashed_with_the_reason(monkeypatch):
-    monkeypatch.setitem(registry.BUILTINS, "unpicklable", "adapters:UnpicklableTraceBackend")
+    register(monkeypatch, {"unpicklable": "adapters:UnpicklableTraceBackend"})
     cases = load_cases([CASES / "mlp-nonsquare.yaml"])
     raw = run(cases, ["numpy", "unpicklable"])
     rows = raw[raw["backend"] == "unpicklable"]

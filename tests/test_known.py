@@ -26,9 +26,9 @@ divergences:
 
 @pytest.fixture
 def wrong_bias(monkeypatch):
-    from backends import registry
+    from fake_plugins import register
 
-    monkeypatch.setitem(registry.BUILTINS, "wrong_bias", "adapters:WrongBiasGradientBackend")
+    register(monkeypatch, {"wrong_bias": "adapters:WrongBiasGradientBackend"})
 
 
 def _run(tmp_path, known_text: str) -> tuple[int, pd.DataFrame, str]:

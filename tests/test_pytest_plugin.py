@@ -12,8 +12,8 @@ from support import ROOT
 CONFTEST = """\
 import sys
 sys.path[:0] = [{root!r}, {tests!r}]
-from backends import registry
-registry.BUILTINS["sigmoid_slope"] = "conformance_adapters:SigmoidSlopeBackend"
+from fake_plugins import register
+register(None, {{"sigmoid_slope": "conformance_adapters:SigmoidSlopeBackend"}})
 pytest_plugins = ["harness.conformance.pytest_plugin"]
 """
 

@@ -1,16 +1,18 @@
 """The plugin route: adapters found through fake ``crossgrad.backends`` entry points.
 
 As pluggy's own tests do, ``importlib.metadata.entry_points`` is replaced, so nothing has
-to be installed for a plugin to be found, listed, loaded, rejected or warned about.
+to be installed for a plugin to be found, listed, loaded, rejected or warned about. The
+built-ins are entry points too: crossgrad's own, as installed, stay beside the fakes.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
-from dataclasses import dataclass
+import tomllib
 
 import pytest
-from support import CASES
+from fake_plugins import FakeDistribution, FakeEntryPoint, add_entry_points
+from support import CASES, ROOT
 
 from backends import registry
 from harness.cases.loader import load_cases
@@ -18,27 +20,12 @@ from harness.cli import main
 from harness.errors import BackendUnavailable, CrossgradError
 from harness.run.runner import run
 
-
-@dataclass(frozen=True)
-class FakeDistribution:
-    name: str
-
-
-@dataclass(frozen=True)
-class FakeEntryPoint:
-    name: str
-    value: str
-    dist: FakeDistribution | None
-    group: str = registry.ENTRY_POINT_GROUP
+BUILTINS = ["numpy", "torch", "jax", "tensorflow", "jax:eager", "tensorflow:eager", "torch:compile"]
 
 
 def install(monkeypatch: pytest.MonkeyPatch, *points: FakeEntryPoint) -> None:
-    """Make ``points`` the only entry points installed (of any group)."""
-
-    def entry_points(*, group: str) -> list[FakeEntryPoint]:
-        return [p for p in points if p.group == group]
-
-    monkeypatch.setattr(importlib.metadata, "entry_points", entry_points)
+    """Make ``points`` the only plugins installed, beside crossgrad's own entry points."""
+    add_entry_points(monkeypatch, *points, only_builtins=True)
 
 
 ECHO = FakeEntryPoint("echo", "fake_plugins:EchoPluginBackend", FakeDistribution("crossgrad-echo"))
@@ -47,6 +34,9 @@ GHOST = FakeEntryPoint(
 )
 BROKEN = FakeEntryPoint("broken", "broken_plugin:Backend", FakeDistribution("crossgrad-broken"))
 NO_CLASS = FakeEntryPoint("noclass", "fake_plugins:NoSuchClass", FakeDistribution("crossgrad-nc"))
+OPT_IN = FakeEntryPoint(
+    "echo:slow", "fake_plugins:OptInPluginBackend", FakeDistribution("crossgrad-echo")
+)
 
 
 def backends_listing(capsys: pytest.CaptureFixture[str]) -> dict[str, str]:
@@ -60,7 +50,7 @@ def test_a_plugin_is_listed_with_its_distribution_and_version(monkeypatch, capsy
     install(monkeypatch, ECHO)
     listing = backends_listing(capsys)
     # Built-ins, their other execution modes (listed, run only when named), then plugins.
-    assert list(listing) == ["numpy", "torch", "jax", "tensorflow", *registry.MODES, "echo"]
+    assert list(listing) == [*BUILTINS, "echo"]
     assert listing["echo"].split()[1:] == [
         "available",
         importlib.metadata.version("numpy"),
@@ -128,16 +118,52 @@ def test_two_plugins_with_one_name_are_an_error_naming_both(monkeypatch):
         registry.entries()
 
 
-def test_builtins_declared_as_entry_points_are_not_duplicates(monkeypatch):
-    # pyproject.toml lists the built-ins in the same group: same name, same target.
-    crossgrad = FakeDistribution("crossgrad")
-    install(
-        monkeypatch,
-        *(FakeEntryPoint(name, target, crossgrad) for name, target in registry.BUILTINS.items()),
-    )
+def test_the_builtins_are_crossgrads_entry_points_as_pyproject_lists_them():
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"][
+        "entry-points"
+    ][registry.ENTRY_POINT_GROUP]
+    installed = {
+        ep.name: ep.value
+        for ep in importlib.metadata.entry_points(group=registry.ENTRY_POINT_GROUP)
+        if ep.dist is not None and ep.dist.name == registry.DISTRIBUTION
+    }
+    assert installed == declared, "crossgrad's installed metadata is stale: pip install -e ."
     found = registry.entries()
-    assert list(found) == [*registry.BUILTINS, *registry.MODES]
-    assert {entry.source for entry in found.values()} == {"built-in"}
+    assert [name for name in found if name in declared] == BUILTINS
+    assert {found[name].source for name in declared} == {"built-in"}
+    assert {name: found[name].target for name in declared} == declared
+
+
+def test_builtins_list_usual_modes_by_rank_then_the_opt_in_modes_by_name():
+    classes = {name: registry.load_class(name) for name in BUILTINS}
+    usual = [name for name, cls in classes.items() if not cls.opt_in]
+    assert usual == ["numpy", "torch", "jax", "tensorflow"] == registry.available_names()[:4]
+    assert [classes[name].rank for name in usual] == sorted(classes[name].rank for name in usual)
+    assert [name for name, cls in classes.items() if cls.opt_in] == sorted(
+        ["jax:eager", "tensorflow:eager", "torch:compile"]
+    )
+
+
+def test_one_adapter_seen_twice_is_not_a_duplicate(monkeypatch):
+    # Two copies of one distribution's metadata on the path: same name, same target.
+    target = registry.entries()["torch"].target
+    install(monkeypatch, FakeEntryPoint("torch", target, FakeDistribution("crossgrad")))
+    found = registry.entries()
+    assert list(found) == BUILTINS
+    assert found["torch"] == registry.AdapterEntry("torch", target, "built-in")
+
+
+def test_a_plugin_can_ship_an_opt_in_mode(monkeypatch, capsys):
+    install(monkeypatch, ECHO, OPT_IN)
+    listing = backends_listing(capsys)
+    assert list(listing) == [*BUILTINS, "echo", "echo:slow"]
+    assert listing["echo:slow"].split()[1] == "available"
+    assert "echo:slow" not in registry.available_names()
+    assert "echo" in registry.available_names()
+    raw = run(load_cases([CASES / "seed.yaml"]), ["numpy", "echo:slow"])
+    rows = raw[raw["backend"] == "echo:slow"]
+    assert set(rows["status"]) == {"ok"}
+    assert set(rows["mode"]) == {"slow"}
 
 
 def test_an_unknown_backend_lists_the_plugins_too(monkeypatch, capsys):

@@ -12,9 +12,9 @@ import subprocess
 import pandas as pd
 import pytest
 import xmlschema
+from fake_plugins import register
 from support import BUILTIN_BACKENDS, CASES, DATA, ROOT
 
-from backends import registry
 from harness.cli import main
 
 BASELINE = ROOT / "reports" / "baseline"
@@ -165,8 +165,13 @@ def failing_report(tmp_path_factory):
     seed = (CASES / "seed.yaml").read_text().replace("name: seed-1-1-1", "name: seed-skips-jax")
     skipping.write_text(seed + "backends: {skip: [jax]}\n")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setitem(registry.BUILTINS, "wrong_bias", "adapters:WrongBiasGradientBackend")
-        patch.setitem(registry.BUILTINS, "crashing", "adapters:CrashingBackend")
+        register(
+            patch,
+            {
+                "wrong_bias": "adapters:WrongBiasGradientBackend",
+                "crashing": "adapters:CrashingBackend",
+            },
+        )
         args = ["run", str(DATA / "spec_example.yaml"), str(skipping)]
         assert main([*args, "-b", "wrong_bias,crashing,jax", "--out", str(out)]) == 1
     return out
@@ -251,7 +256,7 @@ def test_report_html_renders_its_plots_in_a_headless_browser(all_in_one, tmp_pat
 
 def test_merging_failing_runs_keeps_causes_oracle_verdicts_and_repro_files(tmp_path):
     with pytest.MonkeyPatch.context() as patch:
-        patch.setitem(registry.BUILTINS, "wrong_bias", "adapters:WrongBiasGradientBackend")
+        register(patch, {"wrong_bias": "adapters:WrongBiasGradientBackend"})
         seed = str(CASES / "seed.yaml")
         for name, backends in (
             ("one", "torch,wrong_bias"),

@@ -9,9 +9,9 @@ import signal
 
 import pandas as pd
 import pytest
+from fake_plugins import register
 from support import CASES, DATA, write_case
 
-from backends import registry
 from harness.cases.loader import load_cases
 from harness.cli import main
 from harness.report.writer import ReportWriter
@@ -45,7 +45,7 @@ def _same_reports(one, chunked):
 
 
 def test_a_run_in_chunks_writes_the_report_of_a_run_in_one_piece(tmp_path, monkeypatch):
-    monkeypatch.setitem(registry.BUILTINS, "wrong_bias", "adapters:WrongBiasGradientBackend")
+    register(monkeypatch, {"wrong_bias": "adapters:WrongBiasGradientBackend"})
     skipping = write_case(
         tmp_path,
         (CASES / "seed.yaml").read_text().replace("name: seed-1-1-1", "name: seed-skips")

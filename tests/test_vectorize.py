@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 import pandas as pd
 import pytest
+from fake_plugins import register
 from support import CASES
 
 from backends import registry
@@ -19,7 +20,7 @@ from harness.run.batch_trace import BatchInputs, BatchTrace
 from harness.run.trace import Trace
 from harness.verdict.compare import compare
 
-BATCHED = list(vectorize.VECTORIZED)
+BATCHED = [name for name in registry.entries() if registry.vectorized(name)]
 VARIANTS = 2
 
 
@@ -57,6 +58,42 @@ def both_ways(sample: list[Case]) -> tuple[pd.DataFrame, pd.DataFrame]:
     looped = compare(runner.run(sample, backends), sample, "numpy")
     swept = compare(vectorize.run(sample, backends), sample, "numpy")
     return looped, swept
+
+
+def test_the_backends_that_batch_are_the_usual_modes_of_the_builtins() -> None:
+    # Declared on each adapter class (Backend.vectorized); the opt-in modes and plugins loop.
+    assert BATCHED == ["numpy", "torch", "jax", "tensorflow"]
+    for name in ("jax:eager", "tensorflow:eager", "torch:compile"):
+        assert registry.vectorized(name) == ""
+
+
+def test_a_plugin_declares_its_own_vectorized_implementation(monkeypatch, sample) -> None:
+    """Declared on the adapter class and never inherited: a subclass computes its own maths."""
+    register(
+        monkeypatch,
+        {"echo": "fake_plugins:EchoPluginBackend", "batched": "fake_plugins:BatchedPluginBackend"},
+    )
+    assert registry.vectorized("echo") == ""  # a NumpyBackend subclass that declares none
+    assert registry.vectorized("batched") == registry.vectorized("numpy")
+    batched: list[str] = []
+    find_runner = vectorize._batch_runner
+
+    def counting_runner(name: str) -> vectorize.BatchRunner | None:
+        runner = find_runner(name)
+        if runner is None:
+            return None
+
+        def counted(adapter, case: Case, inputs: BatchInputs) -> BatchTrace:
+            batched.append(name)
+            return runner(adapter, case, inputs)
+
+        return counted
+
+    monkeypatch.setattr(vectorize, "_batch_runner", counting_runner)
+    raw = vectorize.run(sample[:VARIANTS], ["numpy", "batched", "echo"])
+    assert batched == ["numpy", "batched"]
+    assert set(raw["status"]) == {"ok"}
+    assert set(raw["backend"]) == {"numpy", "batched", "echo"}
 
 
 def test_value_variants_share_a_group_and_knobs_split_them(sample: list[Case]) -> None:

@@ -9,9 +9,9 @@ import shlex
 import pandas as pd
 import pytest
 from adapters import WRONG_PARAM
+from fake_plugins import register
 from support import CASES
 
-from backends import registry
 from harness.cli import main
 
 TEST_ADAPTERS = {
@@ -23,8 +23,7 @@ TEST_ADAPTERS = {
 
 @pytest.fixture(autouse=True)
 def test_adapters(monkeypatch):
-    for name, target in TEST_ADAPTERS.items():
-        monkeypatch.setitem(registry.BUILTINS, name, target)
+    register(monkeypatch, TEST_ADAPTERS)
 
 
 def summary_row(out, case: str, backend: str) -> dict[str, str]:

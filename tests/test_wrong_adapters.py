@@ -5,16 +5,18 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 from adapters import WRONG_PARAM
+from fake_plugins import register
 from support import CASES
 
-from backends import registry
 from harness.cli import main
 
 
 @pytest.fixture(autouse=True)
 def test_adapters(monkeypatch):
-    monkeypatch.setitem(registry.BUILTINS, "wrong_bias", "adapters:WrongBiasGradientBackend")
-    monkeypatch.setitem(registry.BUILTINS, "crashing", "adapters:CrashingBackend")
+    register(
+        monkeypatch,
+        {"wrong_bias": "adapters:WrongBiasGradientBackend", "crashing": "adapters:CrashingBackend"},
+    )
 
 
 @pytest.mark.parametrize("case_file", ["seed.yaml", "mlp-nonsquare.yaml"])

@@ -1,11 +1,11 @@
-"""The jitted JAX model: one ``jax.jit`` train step and forward pass per step key.
+"""``jax``: the JAX adapter under ``jax.jit``, one jitted train step and forward pass per step key.
 
-The step is the eager adapter's math (optax loss and optimizer, ``jax.value_and_grad``)
-traced once; XLA may fuse and reorder it, which is exactly what comparing ``jax`` with
-``jax:eager`` tests. ``JaxBackend.run`` runs a whole case as one jitted call
-(``JittedStep.case``: the steps in a ``lax.scan``) and fetches everything it recorded in one
-``device_get``, as a jitted training loop is written; the separate functions serve
-``build`` (the ``Model`` protocol) and the vectorized sweep.
+The step is the eager adapter's math (backends/jax/ops.py: optax loss and optimizer,
+``jax.value_and_grad``) traced once; XLA may fuse and reorder it, which is exactly what
+comparing ``jax`` with ``jax:eager`` tests. ``JaxJitBackend.run`` runs a whole case as one
+jitted call (``JittedStep.case``: the steps in a ``lax.scan``) and fetches everything it
+recorded in one ``device_get``, as a jitted training loop is written; the separate
+functions serve ``build`` (the ``Model`` protocol) and the vectorized sweep.
 """
 
 from __future__ import annotations
@@ -16,11 +16,36 @@ from typing import Any
 
 import numpy as np
 
-from backends.jax.eager import _activation, _host, _loss, _numpy, _optimizer
+from backends.base import Model, host_array
+from backends.jax import ops
+from backends.jax.eager import JaxEagerBackend
 from harness.cases.inputs import Inputs
 from harness.cases.model import Case, param_names
 from harness.cases.step_key import step_key
 from harness.run.trace import Trace, trace_from_flat
+
+
+class JaxJitBackend(JaxEagerBackend):
+    """The JAX adapter with its step under ``jax.jit``: the ``jax`` backend, compared by default."""
+
+    name = "jax"
+    mode = "jit"
+    opt_in = False
+    vectorized = "backends.jax.vectorized:run_batch"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.jit_cache = JitCache(self.jax, self.optax)
+
+    def build(self, case: Case, inputs: Inputs) -> Model:
+        return JaxJitModel(self.jit_cache, case, inputs)
+
+    def run(self, case: Case, inputs: Inputs) -> Trace:
+        """The whole case in one jitted call and one transfer (``WholeCase``)."""
+        dtype = np.dtype(getattr(self.jax.numpy, case.dtype))
+        whole_case = self.jit_cache.get(case, int(inputs.x.shape[0])).case
+        params = {name: value.astype(dtype) for name, value in inputs.params.items()}
+        return whole_case.trace(params, inputs.x.astype(dtype), inputs.y.astype(dtype), case.steps)
 
 
 @dataclass(frozen=True)
@@ -54,7 +79,7 @@ class WholeCase:
     def trace(
         self, params: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray, steps: int
     ) -> Trace:
-        values = _host(np.asarray(self.jax.device_get(self.flat(params, x, y, steps=steps))))
+        values = host_array(self.jax.device_get(self.flat(params, x, y, steps=steps)))
         return trace_from_flat(values, self._shapes(params, x, y, steps), self.names, steps)
 
     def _shapes(
@@ -83,10 +108,10 @@ class JitCache:
     def _compile(self, case: Case) -> JittedStep:
         jax, optax = self.jax, self.optax
         n_layers = case.network.n_layers
-        hidden = _activation(jax.nn, case.network.activation)
-        last = _activation(jax.nn, case.network.output_activation)
-        loss_of_output = _loss(jax.numpy, optax, case.loss.name, case.loss.args)
-        optimizer = _optimizer(optax, case.optimizer.name, case.optimizer.args)
+        hidden = ops.activation(jax.nn, case.network.activation)
+        last = ops.activation(jax.nn, case.network.output_activation)
+        loss_of_output = ops.loss(jax.numpy, optax, case.loss.name, case.loss.args)
+        optimizer = ops.optimizer(optax, case.optimizer.name, case.optimizer.args)
 
         def outputs(params: dict[str, Any], x: Any) -> list[Any]:
             """Every layer's output after its activation; the last is the network's."""
@@ -153,16 +178,16 @@ class JaxJitModel:
         self.opt_state = self.jitted.init(self.params)
 
     def forward(self) -> np.ndarray:
-        return _numpy(self.jitted.outputs(self.params, self.x)[-1])
+        return host_array(self.jitted.outputs(self.params, self.x)[-1])
 
     def layer_outputs(self) -> list[np.ndarray]:
-        return [_numpy(a) for a in self.jitted.outputs(self.params, self.x)[:-1]]
+        return [host_array(a) for a in self.jitted.outputs(self.params, self.x)[:-1]]
 
     def train_step(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         loss, grads, self.params, self.opt_state = self.jitted.step(
             self.params, self.opt_state, self.x, self.y
         )
-        return _numpy(loss), {name: _numpy(grads[name]) for name in self.params}
+        return host_array(loss), {name: host_array(grads[name]) for name in self.params}
 
     def parameters(self) -> dict[str, np.ndarray]:
-        return {name: _numpy(value) for name, value in self.params.items()}
+        return {name: host_array(value) for name, value in self.params.items()}

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from backends.jax.eager import _numpy
+from backends.base import host_array
 from harness.cases.model import Case, param_names
 from harness.cases.step_key import step_key
 from harness.run.batch_trace import BatchInputs, BatchTrace
@@ -16,7 +16,7 @@ _BATCHED: dict[Hashable, tuple[Any, Any, Any]] = {}  # step key -> jit(vmap(init
 
 
 def run_batch(backend: Any, case: Case, inputs: BatchInputs) -> BatchTrace:
-    """Every case of ``case``'s step key at once; ``backend`` is a JaxBackend (its jit cache)."""
+    """Every case of ``case``'s step key at once; ``backend`` is a JaxJitBackend (its jit cache)."""
     jax = backend.jax
     batch = int(inputs.x.shape[1])
     key = step_key(case, batch)
@@ -35,12 +35,12 @@ def run_batch(backend: Any, case: Case, inputs: BatchInputs) -> BatchTrace:
     params = {name: device(inputs.params[name]) for name in names}
     x, y = device(inputs.x), device(inputs.y)
     state = init(params)
-    trace = BatchTrace(output=_numpy(outputs(params, x)[-1]))
+    trace = BatchTrace(output=host_array(outputs(params, x)[-1]))
     for _ in range(case.steps):
-        trace.activations.append([_numpy(a) for a in outputs(params, x)[:-1]])
+        trace.activations.append([host_array(a) for a in outputs(params, x)[:-1]])
         loss, grads, params, state = step(params, state, x, y)
-        trace.losses.append(_numpy(loss))
-        trace.grads.append({name: _numpy(grads[name]) for name in names})
-        trace.params.append({name: _numpy(params[name]) for name in names})
-    trace.output_after = _numpy(outputs(params, x)[-1])
+        trace.losses.append(host_array(loss))
+        trace.grads.append({name: host_array(grads[name]) for name in names})
+        trace.params.append({name: host_array(params[name]) for name in names})
+    trace.output_after = host_array(outputs(params, x)[-1])
     return trace

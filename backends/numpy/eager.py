@@ -28,6 +28,8 @@ class NumpyBackend(Backend):
     requires: ClassVar[tuple[str, ...]] = ("numpy",)
     distribution = "numpy"
     startup_seconds = 0.1
+    rank = 0  # the reference, listed first
+    vectorized = "backends.numpy.vectorized:run_batch"
 
     def unsupported_reason(self, case: Case) -> str | None:
         if case.dtype == "bfloat16" and not _has_ml_dtypes():

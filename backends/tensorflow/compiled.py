@@ -1,11 +1,12 @@
-"""The ``tf.function`` TensorFlow model: persistent Keras layers and optimizer per step key.
+"""``tensorflow``: the TensorFlow adapter inside ``tf.function``, persistent Keras layers and
+optimizer per step key.
 
 A ``tf.function`` retraces when it meets new variables, so each step key keeps one set of
 ``Dense`` layers and one built Keras optimizer for the whole run (the eager adapter's
 ``KerasSlot``); a case assigns its initial weights to them and restores the optimizer's
 freshly built state (slots, iteration count). The traced step is the eager adapter's code
-(``GradientTape``, Keras loss, ``apply_gradients``). ``TensorflowBackend.run`` runs a whole
-case as one traced call (``WholeCase``); the per-step functions serve ``build``.
+(``GradientTape``, Keras loss, ``apply_gradients``). ``TensorflowFunctionBackend.run`` runs
+a whole case as one traced call (``WholeCase``); the per-step functions serve ``build``.
 """
 
 from __future__ import annotations
@@ -16,11 +17,35 @@ from typing import Any
 
 import numpy as np
 
-from backends.tensorflow.eager import KerasSlot, _numpy, use_floatx
+from backends.base import Model, host_array
+from backends.tensorflow import ops
+from backends.tensorflow.eager import KerasSlot, TensorflowEagerBackend, to_host
 from harness.cases.inputs import Inputs
 from harness.cases.model import Case, param_names
 from harness.cases.step_key import step_key
 from harness.run.trace import Trace, trace_from_flat
+
+
+class TensorflowFunctionBackend(TensorflowEagerBackend):
+    """The TensorFlow adapter with its step in ``tf.function``: the ``tensorflow`` backend,
+    compared by default."""
+
+    name = "tensorflow"
+    mode = "function"
+    opt_in = False
+    vectorized = "backends.tensorflow.vectorized:run_batch"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.function_cache = FunctionCache(self.tf)
+
+    def build(self, case: Case, inputs: Inputs) -> Model:
+        return TensorflowFunctionModel(self.function_cache, case, inputs)
+
+    def run(self, case: Case, inputs: Inputs) -> Trace:
+        """The whole case in one ``tf.function`` call (``WholeCase``)."""
+        slot = self.function_cache.get(case, int(inputs.x.shape[0]))
+        return slot.whole_case.trace(inputs, case.steps)
 
 
 class FunctionSlot(KerasSlot):
@@ -109,8 +134,8 @@ class WholeCase:
             ]
         )
         batch = int(inputs.x.shape[0])
-        use_floatx(self.slot.keras, self.slot.dtype)  # a new number of steps traces again
-        values = self.function(initial, batch, steps).numpy()
+        ops.use_floatx(self.slot.keras, self.slot.dtype)  # a new number of steps traces again
+        values = host_array(self.function(initial, batch, steps).numpy())
         shapes = self._shapes(batch, steps, int(inputs.y.shape[1]))
         # Keras kernels are (in, out): transposed views give the case's (out, in) layout.
         return trace_from_flat(values, shapes, self.names, steps, _state_dict_layout)
@@ -163,14 +188,14 @@ class TensorflowFunctionModel:
         self.y = tf.constant(inputs.y, dtype=case.dtype)
 
     def forward(self) -> np.ndarray:
-        return _numpy(self.slot.traced_outputs(self.x)[-1])
+        return to_host(self.slot.traced_outputs(self.x)[-1])
 
     def layer_outputs(self) -> list[np.ndarray]:
-        return [_numpy(a) for a in self.slot.traced_outputs(self.x)[:-1]]
+        return [to_host(a) for a in self.slot.traced_outputs(self.x)[:-1]]
 
     def train_step(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         loss, grads = self.slot.step(self.x, self.y)
-        return _numpy(loss), self._by_name(grads)
+        return to_host(loss), self._by_name(grads)
 
     def parameters(self) -> dict[str, np.ndarray]:
         return self._by_name(self.slot.variables)
@@ -179,6 +204,6 @@ class TensorflowFunctionModel:
         """Kernel/bias pairs as ``state_dict`` entries, kernels transposed back to (out, in)."""
         named = {}
         for layer in range(len(self.slot.layers)):
-            named[f"layers.{layer}.weight"] = _numpy(tensors[2 * layer]).T.copy()
-            named[f"layers.{layer}.bias"] = _numpy(tensors[2 * layer + 1])
+            named[f"layers.{layer}.weight"] = to_host(tensors[2 * layer]).T.copy()
+            named[f"layers.{layer}.bias"] = to_host(tensors[2 * layer + 1])
         return named

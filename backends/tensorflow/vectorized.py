@@ -3,9 +3,9 @@ loss per variant through ``tf.vectorized_map``, and its Keras optimizer on the b
 variables (Keras' algorithms are elementwise), all in one ``tf.function``.
 
 A Keras ``Dense`` layer holds one kernel, so the batched layer is its computation spelled
-with batched matmuls (``x @ kernel + bias`` with a kernel per variant). As in
-``tensorflow_function``, the variables, optimizer and traced functions of a step key and
-batch size persist for the run, so a sweep traces once.
+with batched matmuls (``x @ kernel + bias`` with a kernel per variant). As in the
+``tf.function`` adapter (compiled.py), the variables, optimizer and traced functions of a
+step key and batch size persist for the run, so a sweep traces once.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Hashable, Sequence
 from typing import Any
 
-from backends.tensorflow.eager import _activation, _loss, _numpy, _optimizer
+from backends.tensorflow import ops
+from backends.tensorflow.eager import to_host
 from harness.cases.model import Case, param_names
 from harness.cases.step_key import step_key
 from harness.run.batch_trace import BatchInputs, BatchTrace
@@ -28,17 +29,17 @@ class BatchSlot:
         keras = tf.keras
         dtype = case.dtype
         # As in the per-case adapter: Keras makes the learning-rate variable in floatx.
-        keras.config.set_floatx("float64" if dtype == "float64" else "float32")
+        ops.use_floatx(keras, dtype)
         n_layers = case.network.n_layers
         self.names = param_names(case.network.sizes)
         self.variables = [
             tf.Variable(tf.zeros(_keras_layout(inputs.params[name]).shape, dtype=dtype))
             for name in self.names
         ]
-        hidden = _activation(tf.nn, case.network.activation)
-        last = _activation(tf.nn, case.network.output_activation)
-        loss_fn = _loss(tf, case.loss.name, case.loss.args, dtype)
-        self.optimizer = _optimizer(keras.optimizers, case.optimizer.name, case.optimizer.args)
+        hidden = ops.activation(tf.nn, case.network.activation)
+        last = ops.activation(tf.nn, case.network.output_activation)
+        loss_fn = ops.loss(tf, case.loss.name, case.loss.args, dtype)
+        self.optimizer = ops.optimizer(keras.optimizers, case.optimizer.name, case.optimizer.args)
         self.optimizer.build(self.variables)
         self.fresh_state = [v.numpy() for v in self.optimizer.variables]
         kernels, biases = self.variables[0::2], self.variables[1::2]
@@ -73,7 +74,7 @@ class BatchSlot:
 
 
 def run_batch(backend: Any, case: Case, inputs: BatchInputs) -> BatchTrace:
-    """Every case of ``case``'s step key at once; ``backend`` is a TensorflowBackend."""
+    """Every case of ``case``'s step key at once; ``backend`` is a TensorflowFunctionBackend."""
     tf = backend.tf
     key = (step_key(case, int(inputs.x.shape[1])), int(inputs.x.shape[0]))
     if key not in _SLOTS:
@@ -81,14 +82,14 @@ def run_batch(backend: Any, case: Case, inputs: BatchInputs) -> BatchTrace:
     slot = _SLOTS[key]
     slot.reset(inputs)
     x, y = tf.constant(inputs.x, dtype=case.dtype), tf.constant(inputs.y, dtype=case.dtype)
-    trace = BatchTrace(output=_numpy(slot.outputs(x)[-1]))
+    trace = BatchTrace(output=to_host(slot.outputs(x)[-1]))
     for _ in range(case.steps):
-        trace.activations.append([_numpy(a) for a in slot.outputs(x)[:-1]])
+        trace.activations.append([to_host(a) for a in slot.outputs(x)[:-1]])
         losses, grads = slot.step(x, y)
-        trace.losses.append(_numpy(losses))
+        trace.losses.append(to_host(losses))
         trace.grads.append(_by_name(grads, slot.names))
         trace.params.append(_by_name(slot.variables, slot.names))
-    trace.output_after = _numpy(slot.outputs(x)[-1])
+    trace.output_after = to_host(slot.outputs(x)[-1])
     return trace
 
 
@@ -100,6 +101,6 @@ def _keras_layout(value: Any) -> Any:
 def _by_name(tensors: Sequence[Any], names: list[str]) -> dict[str, Any]:
     """Batched kernels and biases as ``state_dict`` entries, kernels back to (out, in)."""
     return {
-        name: _keras_layout(_numpy(tensor)).copy()
+        name: _keras_layout(to_host(tensor)).copy()
         for name, tensor in zip(names, tensors, strict=True)
     }

@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from backends.base import Model
-from backends.torch.eager import TorchBackend, _activation, _loss, _numpy, _optimizer
+from backends.torch import ops
+from backends.torch.eager import TorchBackend, to_host
 from harness.cases.inputs import Inputs
 from harness.cases.model import Case
 from harness.cases.step_key import step_key
@@ -33,9 +34,9 @@ class CompiledSlot:
             nn.Linear(fan_in, fan_out, dtype=dtype)
             for fan_in, fan_out in itertools.pairwise(case.network.sizes)
         )
-        hidden = _activation(functional, case.network.activation)
-        last = _activation(functional, case.network.output_activation)
-        loss_fn = _loss(nn, case.loss.name, case.loss.args)
+        hidden = ops.activation(functional, case.network.activation)
+        last = ops.activation(functional, case.network.output_activation)
+        loss_fn = ops.loss(nn, case.loss.name, case.loss.args)
         layers = self.net.layers
 
         def outputs_and_loss(x: Any, y: Any) -> tuple[list[Any], Any]:
@@ -53,8 +54,11 @@ class CompiledSlot:
 
 
 class TorchCompileBackend(TorchBackend):
+    """The eager adapter with its forward pass and loss under ``torch.compile``."""
+
     name = "torch:compile"
     mode = "compile"
+    opt_in = True
 
     def __init__(self) -> None:
         super().__init__()
@@ -78,7 +82,7 @@ class TorchCompiledModel:
                 tensor.copy_(torch.from_numpy(inputs.params[name]))  # float64 -> dtype: exact
         self.x = torch.from_numpy(inputs.x).to(dtype)
         self.y = torch.from_numpy(inputs.y).to(dtype)
-        self.optimizer = _optimizer(
+        self.optimizer = ops.optimizer(
             torch.optim, slot.net.parameters(), case.optimizer.name, case.optimizer.args
         )
         self._pass: tuple[list[Any], Any] | None = None
@@ -90,19 +94,19 @@ class TorchCompiledModel:
         return self._pass
 
     def forward(self) -> np.ndarray:
-        return _numpy(self._forward_pass()[0][-1])
+        return to_host(self._forward_pass()[0][-1])
 
     def layer_outputs(self) -> list[np.ndarray]:
-        return [_numpy(a) for a in self._forward_pass()[0][:-1]]
+        return [to_host(a) for a in self._forward_pass()[0][:-1]]
 
     def train_step(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         self.optimizer.zero_grad()
         loss = self._forward_pass()[1]
         loss.backward()
-        grads = {name: _numpy(p.grad) for name, p in self.slot.net.named_parameters()}
+        grads = {name: to_host(p.grad) for name, p in self.slot.net.named_parameters()}
         self.optimizer.step()
         self._pass = None
-        return _numpy(loss.detach()), grads
+        return to_host(loss.detach()), grads
 
     def parameters(self) -> dict[str, np.ndarray]:
-        return {name: _numpy(p.detach()) for name, p in self.slot.net.named_parameters()}
+        return {name: to_host(p.detach()) for name, p in self.slot.net.named_parameters()}

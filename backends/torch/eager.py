@@ -1,14 +1,18 @@
-"""PyTorch adapter: a stack of ``nn.Linear``, ``torch.nn`` losses, ``torch.optim`` optimizers."""
+"""PyTorch adapter: a stack of ``nn.Linear``, ``torch.nn`` losses, ``torch.optim`` optimizers.
+
+``torch`` runs eagerly, as PyTorch code normally runs; ``torch:compile``
+(backends/torch/compiled.py) is this adapter with its forward pass and loss compiled.
+"""
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
 
-from backends.base import Backend, Model
+from backends.base import Backend, Model, host_array
+from backends.torch import ops
 from harness.cases.inputs import Inputs
 from harness.cases.model import Case
 from harness.run import determinism
@@ -21,6 +25,8 @@ class TorchBackend(Backend):
     distribution = "torch"
     extra = "torch"
     startup_seconds = 2.0
+    rank = 1
+    vectorized = "backends.torch.vectorized:run_batch"
 
     def __init__(self) -> None:
         import torch
@@ -67,11 +73,11 @@ class TorchModel:
         self.x = torch.from_numpy(inputs.x).to(dtype)
         self.y = torch.from_numpy(inputs.y).to(dtype)
         functional = torch.nn.functional
-        self.hidden = _activation(functional, case.network.activation)
-        self.last = _activation(functional, case.network.output_activation)
-        self.loss_fn = _loss(torch.nn, case.loss.name, case.loss.args)
+        self.hidden = ops.activation(functional, case.network.activation)
+        self.last = ops.activation(functional, case.network.output_activation)
+        self.loss_fn = ops.loss(torch.nn, case.loss.name, case.loss.args)
         # A fresh optimizer per case: no state (momentum, step count) leaks between cases.
-        self.optimizer = _optimizer(
+        self.optimizer = ops.optimizer(
             torch.optim, network.parameters, case.optimizer.name, case.optimizer.args
         )
         self._outputs: list[Any] | None = None
@@ -93,79 +99,30 @@ class TorchModel:
         return self._outputs
 
     def forward(self) -> np.ndarray:
-        return _numpy(self._layer_outputs()[-1])
+        return to_host(self._layer_outputs()[-1])
 
     def layer_outputs(self) -> list[np.ndarray]:
-        return [_numpy(a) for a in self._layer_outputs()[:-1]]
+        return [to_host(a) for a in self._layer_outputs()[:-1]]
 
     def train_step(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         self.optimizer.zero_grad()
         loss = self.loss_fn(self._layer_outputs()[-1], self.y)
         loss.backward()
-        grads = {name: _numpy(p.grad) for name, p in self.network.named_parameters}
+        grads = {name: to_host(p.grad) for name, p in self.network.named_parameters}
         self.optimizer.step()
         self._outputs = None
-        return _numpy(loss), grads
+        return to_host(loss), grads
 
     def parameters(self) -> dict[str, np.ndarray]:
-        return {name: _numpy(p) for name, p in self.network.named_parameters}
+        return {name: to_host(p) for name, p in self.network.named_parameters}
 
 
-def _numpy(tensor: Any) -> np.ndarray:
-    # NumPy has no bfloat16: widen it to float32, which holds every bfloat16 value exactly.
+def to_host(tensor: Any) -> np.ndarray:
+    """``host_array`` of a tensor, detached and on the CPU (``numpy(force=True)``).
+
+    ``Tensor.numpy`` refuses bfloat16 (NumPy has none), so a bfloat16 tensor crosses as the
+    float32 tensor ``host_array`` would make of it: ``Tensor.float`` is exact.
+    """
     if str(tensor.dtype) == "torch.bfloat16":
         tensor = tensor.float()
-    return tensor.numpy(force=True).copy()  # force: detached, on the CPU
-
-
-def _activation(functional: Any, name: str) -> Any:
-    table = {
-        "identity": lambda z: z,
-        "sigmoid": functional.sigmoid,
-        "tanh": functional.tanh,
-        "relu": functional.relu,
-        "leaky_relu": lambda z: functional.leaky_relu(z, 0.01),
-        "elu": lambda z: functional.elu(z, alpha=1.0),
-        "gelu": lambda z: functional.gelu(z, approximate="none"),
-        "gelu_tanh": lambda z: functional.gelu(z, approximate="tanh"),
-        "softplus": lambda z: functional.softplus(z, beta=1.0),
-        "silu": functional.silu,
-    }
-    return table[name]
-
-
-def _loss(nn: Any, name: str, args: Mapping[str, float]) -> Any:
-    if name == "mse":
-        return nn.MSELoss()
-    if name == "sse":
-        return nn.MSELoss(reduction="sum")
-    if name == "half_sse":
-        # torch has no ½·Σe² loss object; compose it from MSELoss(reduction="sum")
-        sse = nn.MSELoss(reduction="sum")
-        return lambda output, target: 0.5 * sse(output, target)
-    if name == "mae":
-        return nn.L1Loss()
-    if name == "huber":
-        return nn.HuberLoss(delta=args["delta"])
-    if name == "bce":
-        return nn.BCELoss()
-    if name == "bce_logits":
-        return nn.BCEWithLogitsLoss()
-    if name == "cross_entropy":
-        return nn.CrossEntropyLoss()  # probability targets: y has the logits' shape
-    raise ValueError(f"unknown loss {name!r}")
-
-
-def _optimizer(optim: Any, params: Any, name: str, args: Mapping[str, Any]) -> Any:
-    classes = {
-        "sgd": optim.SGD,
-        "adam": optim.Adam,
-        "adamw": optim.AdamW,
-        "rmsprop": optim.RMSprop,
-        "adagrad": optim.Adagrad,
-    }
-    kwargs = dict(args)
-    if "betas" in kwargs:
-        kwargs["betas"] = tuple(kwargs["betas"])
-    # foreach=False: the single-tensor loop is the documented algorithm, operation by operation.
-    return classes[name](params, foreach=False, **kwargs)
+    return host_array(tensor.numpy(force=True))

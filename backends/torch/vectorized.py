@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from backends.torch.eager import TorchModel, TorchNetwork, _numpy, _optimizer
+from backends.torch import ops
+from backends.torch.eager import TorchModel, TorchNetwork, to_host
 from harness.cases.inputs import Inputs
 from harness.cases.model import Case, param_names
 from harness.run.batch_trace import BatchInputs, BatchTrace
@@ -53,21 +54,21 @@ def run_batch(backend: Any, case: Case, inputs: BatchInputs) -> BatchTrace:
     names = param_names(case.network.sizes)
     params = {name: tensor(inputs.params[name]) for name in names}
     x, y = tensor(inputs.x), tensor(inputs.y)
-    optimizer = _optimizer(
+    optimizer = ops.optimizer(
         torch.optim, list(params.values()), case.optimizer.name, case.optimizer.args
     )
     with torch.no_grad():
-        trace = BatchTrace(output=_numpy(batched_output(params, x)[-1]))
+        trace = BatchTrace(output=to_host(batched_output(params, x)[-1]))
     for _ in range(case.steps):
         with torch.no_grad():
-            trace.activations.append([_numpy(a) for a in batched_output(params, x)[:-1]])
+            trace.activations.append([to_host(a) for a in batched_output(params, x)[:-1]])
         grads, value = loss_and_grads(params, x, y)
         for name in names:
             params[name].grad = grads[name]
         optimizer.step()
-        trace.losses.append(_numpy(value))
-        trace.grads.append({name: _numpy(grads[name]) for name in names})
-        trace.params.append({name: _numpy(params[name]) for name in names})
+        trace.losses.append(to_host(value))
+        trace.grads.append({name: to_host(grads[name]) for name in names})
+        trace.params.append({name: to_host(params[name]) for name in names})
     with torch.no_grad():
-        trace.output_after = _numpy(batched_output(params, x)[-1])
+        trace.output_after = to_host(batched_output(params, x)[-1])
     return trace

@@ -3,9 +3,9 @@ one batched computation per backend.
 
 Cases group by their step key (topology, activations, loss, optimizer with all its
 arguments, dtype, data rows) plus steps and backend filter; a group of two or more goes to
-the backend's batched implementation (``VECTORIZED``), in this process. Everything else —
-single cases, backends without one, a batch whose run raised — takes the per-case path,
-so a vectorized run reports what the loop would, only faster.
+the backend's batched implementation (its adapter class's ``vectorized``), in this
+process. Everything else — single cases, backends without one, a batch whose run raised —
+takes the per-case path, so a vectorized run reports what the loop would, only faster.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 import traceback
 from collections import Counter
-from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -30,14 +30,8 @@ from harness.run.outcome import Progress
 from harness.run.runner import RAW_COLUMNS, empty_frame, normalize
 from harness.run.runner import run as run_per_case
 
-# Backend name -> "module:function" taking (adapter, first case, BatchInputs) -> BatchTrace.
-VECTORIZED: dict[str, str] = {
-    "numpy": "backends.numpy.vectorized:run_batch",
-    "torch": "backends.torch.vectorized:run_batch",
-    "jax": "backends.jax.vectorized:run_batch",
-    "tensorflow": "backends.tensorflow.vectorized:run_batch",
-}
-
+# An adapter's batched implementation (``Backend.vectorized``, "module:function"):
+# (adapter, first case, BatchInputs) -> BatchTrace.
 BatchRunner = Callable[[Any, Case, BatchInputs], BatchTrace]
 
 
@@ -149,8 +143,8 @@ def _run_batches(
 
 
 def _batch_runner(name: str) -> BatchRunner | None:
-    target = VECTORIZED.get(name)
-    if target is None:
+    target = registry.vectorized(name)
+    if not target:
         return None
     module_name, _, function = target.partition(":")
     runner: BatchRunner = getattr(importlib.import_module(module_name), function)
@@ -189,8 +183,3 @@ def _in_case_order(raw: pd.DataFrame, cases: list[Case], backends: list[str]) ->
     )
     # lexsort is stable: each case keeps its rows in computation order.
     return raw.iloc[order].reset_index(drop=True)
-
-
-def batched_backends() -> Iterator[str]:
-    """Backend names with a vectorized implementation."""
-    return iter(VECTORIZED)

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from backends.base import host_array
 from harness.cases.inputs import Inputs
 from harness.cases.model import Case
 from harness.run import determinism
@@ -94,11 +95,15 @@ class KerasModel:
         return named
 
     def _numpy(self, tensor: Any) -> np.ndarray:
+        """``host_array`` of a tensor, detached and on the CPU.
+
+        ``Tensor.numpy`` refuses bfloat16, so a bfloat16 tensor crosses as the float32 tensor
+        ``host_array`` would make of it (``Tensor.float`` is exact).
+        """
         tensor = tensor.detach()
-        # NumPy has no bfloat16: widen to float32, which holds every bfloat16 value exactly.
         if tensor.dtype == self.torch.bfloat16:
             tensor = tensor.float()
-        return np.array(tensor.cpu().numpy(), copy=True)
+        return host_array(tensor.cpu().numpy())
 
 
 def _activation(keras: Any, name: str) -> Any:

@@ -31,9 +31,10 @@ def activation(nn: Any, name: str) -> Any:
     return table[name]
 
 
-def loss(tf: Any, name: str, args: Mapping[str, float], dtype: str) -> Any:
-    """Keras loss objects take (y_true, y_pred); ``dtype`` keeps them from casting to float32."""
-    losses = tf.keras.losses
+def keras_loss(losses: Any, name: str, args: Mapping[str, float], dtype: str) -> Any | None:
+    """The Keras loss object for ``name`` from the ``keras.losses`` module given, or None where
+    Keras has none. Keras loss objects take (y_true, y_pred); ``dtype`` keeps them from
+    casting to float32."""
     if name == "mse":
         return losses.MeanSquaredError(dtype=dtype)
     if name == "mae":
@@ -46,8 +47,15 @@ def loss(tf: Any, name: str, args: Mapping[str, float], dtype: str) -> Any:
         return losses.BinaryCrossentropy(from_logits=True, dtype=dtype)
     if name == "cross_entropy":
         return losses.CategoricalCrossentropy(from_logits=True, dtype=dtype)
-    # Keras has no summed squared-error loss (its reduction="sum" sums per-row means):
-    # composed from TensorFlow ops.
+    return None
+
+
+def loss(tf: Any, name: str, args: Mapping[str, float], dtype: str) -> Any:
+    """Keras' loss object, or the loss composed from TensorFlow ops where Keras has none."""
+    found = keras_loss(tf.keras.losses, name, args, dtype)
+    if found is not None:
+        return found
+    # Keras has no summed squared-error loss (its reduction="sum" sums per-row means).
     if name == "sse":
         return lambda y, o: tf.reduce_sum(tf.square(o - y))
     if name == "half_sse":

@@ -15,6 +15,11 @@ from typing import Any
 import numpy as np
 
 from backends.base import host_array
+
+# Keras 3 is one API on every backend: the TensorFlow adapter's tables of Keras loss objects
+# and optimizers (functions of the keras modules given, importing no framework) serve here.
+from backends.tensorflow.ops import keras_loss
+from backends.tensorflow.ops import optimizer as keras_optimizer
 from harness.cases.inputs import Inputs
 from harness.cases.model import Case
 from harness.run import determinism
@@ -57,7 +62,7 @@ class KerasModel:
         self.hidden = _activation(keras, case.network.activation)
         self.last = _activation(keras, case.network.output_activation)
         self.loss_fn = _loss(keras, case.loss.name, case.loss.args, dtype)
-        self.optimizer = _optimizer(keras.optimizers, case.optimizer.name, case.optimizer.args)
+        self.optimizer = keras_optimizer(keras.optimizers, case.optimizer.name, case.optimizer.args)
         self.variables = [v for dense in self.layers for v in (dense.kernel, dense.bias)]
         self.optimizer.build(self.variables)
 
@@ -124,54 +129,14 @@ def _activation(keras: Any, name: str) -> Any:
 
 
 def _loss(keras: Any, name: str, args: Mapping[str, float], dtype: str) -> Any:
-    """Keras loss objects take (y_true, y_pred); ``dtype`` keeps them in the case's dtype."""
-    losses, ops = keras.losses, keras.ops
-    if name == "mse":
-        return losses.MeanSquaredError(dtype=dtype)
-    if name == "mae":
-        return losses.MeanAbsoluteError(dtype=dtype)
-    if name == "huber":
-        return losses.Huber(delta=args["delta"], dtype=dtype)
-    if name == "bce":
-        return losses.BinaryCrossentropy(from_logits=False, dtype=dtype)
-    if name == "bce_logits":
-        return losses.BinaryCrossentropy(from_logits=True, dtype=dtype)
-    if name == "cross_entropy":
-        return losses.CategoricalCrossentropy(from_logits=True, dtype=dtype)
-    # Keras has no summed squared-error loss (its reduction="sum" sums per-row means):
-    # composed from keras.ops.
+    """Keras' loss object, or the loss composed from ``keras.ops`` where Keras has none."""
+    found = keras_loss(keras.losses, name, args, dtype)
+    if found is not None:
+        return found
+    ops = keras.ops
+    # Keras has no summed squared-error loss (its reduction="sum" sums per-row means).
     if name == "sse":
         return lambda y, o: ops.sum(ops.square(o - y))
     if name == "half_sse":
         return lambda y, o: 0.5 * ops.sum(ops.square(o - y))
     raise ValueError(f"unknown loss {name!r}")
-
-
-def _optimizer(optimizers: Any, name: str, args: Mapping[str, Any]) -> Any:
-    """The Keras optimizer nearest to torch.optim's ``name``; Keras' weight decay is decoupled."""
-    decay = args.get("weight_decay") or None
-    if name == "sgd":
-        return optimizers.SGD(
-            args["lr"], momentum=args["momentum"], nesterov=args["nesterov"], weight_decay=decay
-        )
-    if name in ("adam", "adamw"):
-        b1, b2 = args["betas"]
-        cls = optimizers.AdamW if name == "adamw" else optimizers.Adam
-        return cls(args["lr"], beta_1=b1, beta_2=b2, epsilon=args["eps"], weight_decay=decay)
-    if name == "rmsprop":
-        return optimizers.RMSprop(
-            args["lr"],
-            rho=args["alpha"],
-            momentum=args["momentum"],
-            epsilon=args["eps"],
-            centered=args["centered"],
-            weight_decay=decay,
-        )
-    if name == "adagrad":
-        return optimizers.Adagrad(
-            args["lr"],
-            initial_accumulator_value=args["initial_accumulator_value"],
-            epsilon=args["eps"],
-            weight_decay=decay,
-        )
-    raise ValueError(f"unknown optimizer {name!r}")

@@ -66,3 +66,32 @@ def test_most_float32_gradients_are_above_the_detection_floor():
         "edge-bce-moderate[dtype=float32]",
         "edge-sigmoid-saturated[dtype=float32]",
     }
+
+
+@pytest.mark.parametrize(
+    ("value", "reference", "status"),
+    [
+        (np.inf, np.inf, "ok"),
+        (-np.inf, -np.inf, "ok"),
+        (np.nan, np.nan, "ok"),
+        (1.0, np.inf, "diverged"),  # an infinite reference makes atol + rtol·|ref| infinite
+        (-np.inf, np.inf, "diverged"),
+        (np.inf, 1.0, "diverged"),
+        (np.nan, 1.0, "diverged"),
+        (1.0, np.nan, "diverged"),
+        (np.inf, np.nan, "diverged"),
+    ],
+)
+def test_nan_agrees_only_with_nan_and_an_infinity_only_with_the_same_infinity(
+    seed_case, value, reference, status
+):
+    """docs/spec.md §6.4: whatever the tolerance, special values agree only with themselves."""
+    reference_rows = run([seed_case], ["numpy"])
+    loss = (reference_rows["quantity"] == "loss").to_numpy()
+    mine = reference_rows.assign(
+        backend="special", value=np.where(loss, value, reference_rows["value"])
+    )
+    reference_rows = reference_rows.assign(value=np.where(loss, reference, reference_rows["value"]))
+    table = compare(pd.concat([reference_rows, mine], ignore_index=True), [seed_case], "numpy")
+    row = table[(table["backend"] == "special") & (table["quantity"] == "loss")].iloc[0]
+    assert row["status"] == status

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,10 @@ CAUSES = ("", "precision", "semantic", "known")
 NO_STEP_STATUSES = (str(Status.CRASHED), str(Status.SKIPPED))
 # Integers beyond this are not step or index numbers of any case (nor exact in float64).
 MAX_INT = 2**53
-SHOWN = 3  # offending rows quoted in one message
+SHOWN = 3
+_FIELD_COUNT = re.compile(
+    r"Row #(\d+): Expected (\d+) columns, got (\d+): (.*)", re.DOTALL
+)  # offending rows quoted in one message
 
 
 @dataclass
@@ -190,41 +194,37 @@ def _check_csv_structure(path: Path) -> None:
 
     pandas fills a short row's missing fields with empty cells, so a file cut short mid-row
     would read as a complete table; this pass (pyarrow's parser, every column as text)
-    finds the first row whose field count is off.
+    stops at the first row whose field count is off, and names it (pyarrow numbers rows
+    from the header, as this module does).
     """
     with path.open("rb") as file:
         if file.seek(0, io.SEEK_END) == 0:
             raise ResultsError(f"{path}: empty file, not a results table")
         file.seek(-1, io.SEEK_END)
-        if file.read(1) not in (b"\n", b"\r"):
-            raise ResultsError(
-                f"{path}: the last row is cut short (the file does not end with a line end): "
-                "the file is truncated"
-            )
-    bad: list[Any] = []
-
-    def invalid(row: Any) -> str:
-        bad.append(row)
-        return "skip"
-
-    reader = pa_csv.open_csv(
-        path,
-        read_options=pa_csv.ReadOptions(use_threads=False),
-        parse_options=pa_csv.ParseOptions(newlines_in_values=True, invalid_row_handler=invalid),
-        convert_options=pa_csv.ConvertOptions(
-            column_types=dict.fromkeys(RESULT_COLUMNS, pa.string())
-        ),
-    )
-    for _ in reader:
-        if bad:
-            break
-    if bad:
-        row = bad[0]
-        where = f"row {row.number}" if row.number is not None else "a row"
-        raise ResultsError(
-            f"{path}: {where}: expected {row.expected_columns} fields (as the header has), "
-            f"got {row.actual_columns}: {row.text[:80]!r}"
+        cut = file.read(1) not in (b"\n", b"\r")
+    truncated = " (the file does not end with a line end: it is truncated)" if cut else ""
+    try:
+        reader = pa_csv.open_csv(  # reads the first block: it may raise too
+            path,
+            read_options=pa_csv.ReadOptions(use_threads=False),
+            parse_options=pa_csv.ParseOptions(newlines_in_values=True),
+            convert_options=pa_csv.ConvertOptions(
+                column_types=dict.fromkeys(RESULT_COLUMNS, pa.string())
+            ),
         )
+        for _ in reader:
+            pass
+    except pa.ArrowInvalid as exc:
+        found = _FIELD_COUNT.search(str(exc))
+        if found is None:
+            raise ResultsError(f"{path}: {str(exc)[:200]!r}{truncated}") from exc
+        row, expected, got, text = found.groups()
+        raise ResultsError(
+            f"{path}: row {row}: expected {expected} fields (as the header has), "
+            f"got {got}: {text[:80]!r}{truncated}"
+        ) from exc
+    if cut:
+        raise ResultsError(f"{path}: the last row is cut short{truncated}")
 
 
 def checked_results(table: pd.DataFrame, path: Path) -> pd.DataFrame:

@@ -286,6 +286,8 @@ def _report(args: argparse.Namespace) -> int:
     folders = [r.folder for r in inputs if r.folder is not None]
     knob_coverage = merge_coverage(folders, list(dict.fromkeys(table["backend"])))
     incomplete = "; ".join(r.incomplete for r in inputs if r.incomplete) or None
+    if incomplete:
+        print(f"crossgrad: report incomplete: {incomplete}", file=sys.stderr)
     summaries = write_report(
         table,
         out,
@@ -310,6 +312,9 @@ def _diff(args: argparse.Namespace) -> int:
 
     baseline = read_results(Path(args.baseline), args.allow_incomplete)
     current = read_results(Path(args.current), args.allow_incomplete)
+    for side in (baseline, current):
+        if side.incomplete:
+            print(f"crossgrad: warning: {side.incomplete}", file=sys.stderr)
     changes = diff(baseline.table, current.table)
     for change in changes:
         print(change)

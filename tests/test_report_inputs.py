@@ -265,10 +265,11 @@ def test_allow_incomplete_uses_the_run_and_marks_the_merged_report(passing, tmp_
     folder = _incomplete(passing, tmp_path, reason=reason)
     out = tmp_path / "out"
     assert main(["report", str(folder), "--allow-incomplete", "--out", str(out)]) == 0
-    assert (out / "summary.md").read_text().startswith("**INCOMPLETE**") or (
-        f"**INCOMPLETE** — {folder}" in (out / "summary.md").read_text()
-    )
+    assert f"**INCOMPLETE** — {folder} is an incomplete run" in (out / "summary.md").read_text()
+    assert reason in no_traceback(capsys)
     assert main(["diff", str(passing), str(folder), "--allow-incomplete"]) == 0
+    err = no_traceback(capsys)
+    assert "warning: " in err and reason in err and "no change" in err
 
 
 # --- malformed results tables ---------------------------------------------------------
@@ -432,3 +433,23 @@ def test_the_checked_reader_keeps_every_value_of_a_good_table(passing, tmp_path)
     assert main(["report", str(passing / "results.csv"), "--out", str(out)]) == 0
     assert (out / "results.csv").read_bytes() == (passing / "results.csv").read_bytes()
     assert os.path.getsize(out / "results.parquet") > 0
+
+
+def _two_backends(passing: Path) -> pd.DataFrame:
+    """The passing numpy table with a second backend that recorded the same values."""
+    table = pd.read_csv(passing / "results.csv", dtype=str, keep_default_na=False)
+    return pd.concat([table, table.assign(backend="torch", mode="eager")], ignore_index=True)
+
+
+def test_a_pair_cut_short_at_a_row_boundary_is_caught_without_run_json(passing, tmp_path, capsys):
+    table = _two_backends(passing)
+    cut, kept = tmp_path / "cut.csv", tmp_path / "no-activations.csv"
+    table.iloc[:-1].to_csv(cut, index=False)  # torch's output_after row is gone
+    table[~((table["backend"] == "torch") & (table["quantity"] == "activation"))].to_csv(
+        kept, index=False
+    )
+    assert main(["diff", str(kept), str(cut)]) == 2
+    err = no_traceback(capsys)
+    assert f"{cut}: case 'seed-1-1-1' on 'torch' has " in err and "fewer than" in err
+    # Activations are optional (an adapter without layer_outputs records none): accepted.
+    assert main(["diff", str(kept), str(kept)]) == 0

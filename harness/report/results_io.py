@@ -12,6 +12,8 @@ row 1, so the line number where no value spans lines) and the column, never a tr
 - ``quantity``, ``status`` and ``cause`` hold the values docs/spec.md §7 lists, ``case``
   and ``backend`` are not empty, and no (case, backend, step, quantity, param, index)
   appears twice;
+- every pair that ran has at least its reference's rows (activations aside): ``compare``
+  adds a row for every value a backend failed to record, so fewer means rows were cut;
 - where the table is a report folder's own (results.csv / results.parquet beside its
   run.json), the run must be complete (``run.json``'s ``complete``) unless the caller
   allows an incomplete one, and the table must hold the rows run.json counted.
@@ -269,6 +271,7 @@ def checked_results(table: pd.DataFrame, path: Path) -> pd.DataFrame:
         "of a row without a step must be crashed or skipped",
         checked["status"],
     )
+    _check_pairs_hold_the_reference_values(checked, path)
     twice = checked.duplicated(KEY_COLUMNS, keep="first").to_numpy()
     if twice.any():
         row = int(np.flatnonzero(twice)[0])
@@ -281,6 +284,32 @@ def checked_results(table: pd.DataFrame, path: Path) -> pd.DataFrame:
             f"is recorded once ({int(twice.sum()):,} duplicated rows)"
         )
     return checked
+
+
+def _check_pairs_hold_the_reference_values(table: pd.DataFrame, path: Path) -> None:
+    """Every pair that ran has a row for each value its case's reference recorded.
+
+    ``compare`` adds a ``missing`` row for a value the backend did not record (activations
+    excepted: they are optional), so a pair with fewer such rows than the reference was
+    cut short: a table truncated at a row boundary. The reference is the first row's
+    backend (``compare`` puts it first; ``merge`` relies on the same).
+    """
+    reference = table["backend"].iloc[0]
+    ran = table["step"].notna() & (table["quantity"] != "activation")
+    counts = table.loc[ran].groupby(["case", "backend"], sort=False).size()
+    if counts.empty:
+        return
+    frame = counts.rename("rows").reset_index()
+    expected = frame.loc[frame["backend"] == reference].set_index("case")["rows"]
+    frame["expected"] = frame["case"].map(expected)
+    short = frame[frame["expected"].notna() & (frame["rows"] < frame["expected"])]
+    if len(short):
+        pair = short.iloc[0]
+        raise ResultsError(
+            f"{path}: case {pair['case']!r} on {pair['backend']!r} has {pair['rows']:,} rows "
+            f"(activations aside), fewer than the {int(pair['expected']):,} its reference "
+            f"{reference!r} recorded: the table is cut short or rows were removed"
+        )
 
 
 def _key(table: pd.DataFrame, row: int) -> tuple[Any, ...]:

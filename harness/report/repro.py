@@ -96,12 +96,17 @@ def write_repro(failing: list[Pair], sources: dict[Pair, Path], out: Path) -> li
     folder = out / "repro"
     taken = {INDEX.casefold(), COMMANDS.casefold()}
     copies: dict[tuple[str, bytes], str] = {}  # (name, text) -> the copy's file name
+    texts: dict[Path, bytes | None] = {}  # each file read once, however many pairs it has
     entries, lines = [], []
     # Every source is read before anything is written: a source may be in out/repro itself.
     for case, backend in failing:
         source = sources.get((case, backend))
-        text = None if source is None else _read_case_file(source)
-        if source is None or text is None:
+        if source is None:
+            continue
+        if source not in texts:
+            texts[source] = _read_case_file(source)
+        text = texts[source]
+        if text is None:
             continue
         key = (repro_name(source), text)
         if key not in copies:

@@ -154,6 +154,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="report folder (default: reports/merged/)",
     )
+    report_cmd.add_argument(
+        "--allow-incomplete",
+        action="store_true",
+        help="use a report folder whose run.json says the run did not complete "
+        "(refused by default); the merged report is then marked incomplete",
+    )
     report_cmd.set_defaults(handler=_report)
 
     diff_cmd = commands.add_parser(
@@ -161,6 +167,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     diff_cmd.add_argument("baseline", metavar="BASELINE", help="results file or report folder")
     diff_cmd.add_argument("current", metavar="CURRENT", help="results file or report folder")
+    diff_cmd.add_argument(
+        "--allow-incomplete",
+        action="store_true",
+        help="use a report folder whose run.json says the run did not complete "
+        "(refused by default)",
+    )
     diff_cmd.set_defaults(handler=_diff)
 
     validate_cmd = commands.add_parser(
@@ -265,7 +277,7 @@ def _report(args: argparse.Namespace) -> int:
     from harness.report.table import format_table
     from harness.report.writer import write_report
 
-    inputs = [read_results(Path(p)) for p in args.results]
+    inputs = [read_results(Path(p), args.allow_incomplete) for p in args.results]
     table = merge(inputs)
     out = Path(args.out)
     sources = sources_from_reports([r.folder for r in inputs if r.folder is not None])
@@ -273,8 +285,16 @@ def _report(args: argparse.Namespace) -> int:
     environments = [env for r in inputs for env in r.environments]
     folders = [r.folder for r in inputs if r.folder is not None]
     knob_coverage = merge_coverage(folders, list(dict.fromkeys(table["backend"])))
+    incomplete = "; ".join(r.incomplete for r in inputs if r.incomplete) or None
+    if incomplete:
+        print(f"crossgrad: report incomplete: {incomplete}", file=sys.stderr)
     summaries = write_report(
-        table, out, environments, repro, sections=[coverage_markdown(knob_coverage)]
+        table,
+        out,
+        environments,
+        repro,
+        sections=[coverage_markdown(knob_coverage)],
+        incomplete=incomplete,
     )
     if not knob_coverage.empty:
         knob_coverage.to_csv(out / "coverage.csv", index=False)
@@ -290,8 +310,11 @@ def _diff(args: argparse.Namespace) -> int:
     from harness.report.diff import diff
     from harness.report.results_io import read_results
 
-    baseline = read_results(Path(args.baseline))
-    current = read_results(Path(args.current))
+    baseline = read_results(Path(args.baseline), args.allow_incomplete)
+    current = read_results(Path(args.current), args.allow_incomplete)
+    for side in (baseline, current):
+        if side.incomplete:
+            print(f"crossgrad: warning: {side.incomplete}", file=sys.stderr)
     changes = diff(baseline.table, current.table)
     for change in changes:
         print(change)

@@ -280,6 +280,6 @@ def test_merging_failing_runs_keeps_causes_oracle_verdicts_and_repro_files(tmp_p
     assert set(table.loc[table["status"] == "diverged", "cause"]) == {"semantic"}
     (command,) = (merged / "repro" / "commands.sh").read_text().splitlines()
     assert command.startswith(
-        f"crossgrad run {merged / 'repro' / 'cases__seed.yaml'} --backend wrong_bias"
+        f"crossgrad run {merged / 'repro' / 'cases__seed.yaml'} --backend=wrong_bias"
     )
     assert (merged / "repro" / "cases__seed.yaml").read_text() == (CASES / "seed.yaml").read_text()

@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from harness.cases.model import Case
+from harness.errors import ResultsError
 from harness.report.summaries import PairSummary
 from harness.verdict.status import FAILING, SEVERITY, Status
 
@@ -127,7 +128,7 @@ def merge_coverage(folders: Iterable[Path], backend_order: list[str]) -> pd.Data
     also holds the reference's), then ordered as the merged results table orders backends.
     """
     kept: dict[str, pd.DataFrame] = {}
-    tables = [pd.read_csv(f / "coverage.csv") for f in folders if (f / "coverage.csv").exists()]
+    tables = [_read_coverage(f / "coverage.csv") for f in folders if (f / "coverage.csv").exists()]
     for table in tables:
         for backend, rows in table.groupby("backend", sort=False):
             kept.setdefault(str(backend), rows)
@@ -138,3 +139,29 @@ def merge_coverage(folders: Iterable[Path], backend_order: list[str]) -> pd.Data
     return merged.sort_values("backend", key=lambda b: b.map(rank), kind="stable").reset_index(
         drop=True
     )
+
+
+COVERAGE_COLUMNS = ["knob", "value", "backend", "status", "pairs"]
+
+
+def _read_coverage(path: Path) -> pd.DataFrame:
+    """An earlier report's coverage.csv, checked: its columns, known statuses, pair counts."""
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, ValueError) as exc:
+        raise ResultsError(f"{path}: cannot be read as a coverage table: {exc}") from exc
+    missing = [c for c in COVERAGE_COLUMNS if c not in table.columns]
+    if missing:
+        raise ResultsError(
+            f"{path}: not a crossgrad coverage table. Expected the columns "
+            f"{', '.join(COVERAGE_COLUMNS)}. Received a table without {', '.join(missing)}"
+        )
+    table = table[COVERAGE_COLUMNS]
+    counts = table["pairs"].str.fullmatch(r"[0-9]{1,15}")
+    statuses = table["status"].isin([str(s) for s in Status])
+    for bad, what in ((~statuses, "status: not a status"), (~counts, "pairs: not a count")):
+        if bool(bad.any()):
+            row = int(bad.to_numpy().nonzero()[0][0])
+            value = table.iloc[row][what.partition(":")[0]]
+            raise ResultsError(f"{path}: row {row + 2}: {what}: {value!r}")
+    return table.astype({"pairs": "int64"})

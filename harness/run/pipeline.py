@@ -104,7 +104,7 @@ def run_and_report(
             session.incomplete,
         )
         knob_coverage.to_csv(out / "coverage.csv", index=False)
-        session.finish()
+        session.finish(rows)
     return RunReport(
         status=session.exit_status(1 if writer.failed else 0),
         rows=rows,

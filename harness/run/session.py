@@ -69,6 +69,7 @@ class RunSession:
         self.stopped: str | None = None  # why the run ended early
         self.status: int | None = None  # exit status forced by the stop
         self.settings: dict[str, Any] = {}
+        self.rows: int | None = None  # results rows written, once the report is
         self.options: dict[str, Any] = {}
         # Outcomes of the chunk running now, by case name then backend: all a stop needs.
         self._outcomes: dict[str, dict[str, Outcome]] = {}
@@ -207,9 +208,14 @@ class RunSession:
             rows.to_csv(self._stream, index=False, header=header, float_format="%.17g")
             self._stream.flush()
 
-    def finish(self) -> None:
-        """Mark the report complete (or say why not); the streamed copy is then redundant."""
+    def finish(self, rows: int | None = None) -> None:
+        """Mark the report complete (or say why not); the streamed copy is then redundant.
+
+        ``rows`` is the number of rows the results tables hold: a reader checks it (a table
+        cut short at a row boundary reads as a whole one otherwise).
+        """
         state = "complete" if self.stopped is None else "stopped"
+        self.rows = rows
         self._write_run_file(state)
         (self.out / PARTIAL_FILE).unlink(missing_ok=True)
 
@@ -270,6 +276,7 @@ class RunSession:
             "reference": self.reference,
             "pairs_total": self.total,
             "pairs_finished": self.finished,
+            "rows": self.rows,
             "options": {k: v for k, v in self.options.items() if k in ("timeout", "jobs")},
             "python": platform.python_version(),
             "determinism": {

@@ -194,10 +194,12 @@ def _parser() -> argparse.ArgumentParser:
 
 def _run(args: argparse.Namespace) -> int:
     from harness.cases.loader import load_cases
+    from harness.report.folder import check_out
     from harness.run.scheduler import prestart
 
     backends = _backend_names(args.backend, args.reference)
     cases = _select(load_cases(args.paths), args.case)
+    check_out(Path(args.out))  # a --out the run may not replace stops it before any case runs
     if not args.vectorize:  # a vectorized run batches in this process; its workers start on demand
         prestart(backends, args.jobs)
 
@@ -223,6 +225,7 @@ def _run(args: argparse.Namespace) -> int:
         jobs=args.jobs,
         vectorize=args.vectorize,
         fail_fast=args.fail_fast,
+        log=sys.stderr,
     )
     if result.incomplete:
         print(f"crossgrad: report incomplete: {result.incomplete}", file=sys.stderr)
@@ -257,6 +260,15 @@ def _positive_int(text: str) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from harness.report.folder import ReportFolder
+
+    with ReportFolder(Path(args.out), "report") as folder:  # written aside, then swapped in
+        status = _merge_into(args, folder.path)
+        folder.commit({"inputs": args.results})
+    return status
+
+
+def _merge_into(args: argparse.Namespace, out: Path) -> int:
     from harness.report.coverage import coverage_markdown, merge_coverage
     from harness.report.merge import merge
     from harness.report.repro import failing_pairs, sources_from_reports, write_repro
@@ -267,9 +279,8 @@ def _report(args: argparse.Namespace) -> int:
 
     inputs = [read_results(Path(p)) for p in args.results]
     table = merge(inputs)
-    out = Path(args.out)
     sources = sources_from_reports([r.folder for r in inputs if r.folder is not None])
-    repro = write_repro(failing_pairs(table), sources, out)
+    repro = write_repro(failing_pairs(table), sources, out, Path(args.out))
     environments = [env for r in inputs for env in r.environments]
     folders = [r.folder for r in inputs if r.folder is not None]
     knob_coverage = merge_coverage(folders, list(dict.fromkeys(table["backend"])))
@@ -280,7 +291,7 @@ def _report(args: argparse.Namespace) -> int:
         knob_coverage.to_csv(out / "coverage.csv", index=False)
     print(format_table(summaries))
     print(
-        f"\nreport: {out / 'summary.md'} ({len(table):,} rows from {len(inputs)} inputs)",
+        f"\nreport: {Path(args.out) / 'summary.md'} ({len(table):,} rows from {len(inputs)} inputs)",
         file=sys.stderr,
     )
     return exit_status(table)

@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 import shlex
 import shutil
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
 
 from harness.cases.model import Case
+from harness.report.writer import atomic_write, atomic_write_text
 from harness.verdict.status import FAILING
 
 INDEX = "pairs.json"  # what a merged report reads back to rebuild the commands
@@ -32,8 +34,16 @@ def failing_pairs(table: pd.DataFrame) -> list[Pair]:
     return [(str(c), str(b)) for c, b in bad.itertuples(index=False)]
 
 
-def write_repro(failing: list[Pair], sources: dict[Pair, Path], out: Path) -> list[str]:
-    """Copy each failing pair's case file into ``out/repro`` and return the commands."""
+def write_repro(
+    failing: list[Pair], sources: dict[Pair, Path], out: Path, named: Path | None = None
+) -> list[str]:
+    """Copy each failing pair's case file into ``out/repro`` and return the commands.
+
+    The commands name the copies in ``named/repro`` (the report folder as the user named
+    it, when ``out`` is the fresh folder that will replace it). Every file is written
+    under a new name and renamed into place, so a link in ``out`` is replaced, never
+    followed.
+    """
     folder = out / "repro"
     entries, lines = [], []
     for case, backend in failing:
@@ -45,12 +55,12 @@ def write_repro(failing: list[Pair], sources: dict[Pair, Path], out: Path) -> li
         name = source.name if source.parent.name == "repro" else "__".join(source.parts[-2:])
         copy = folder / name
         if source.resolve() != copy.resolve():
-            shutil.copyfile(source, copy)
+            atomic_write(copy, partial(shutil.copyfile, source))
         entries.append({"case": case, "backend": backend, "file": copy.name})
-        lines.append(command(copy, case, backend))
+        lines.append(command((named or out) / "repro" / name, case, backend))
     if entries:
-        (folder / INDEX).write_text(json.dumps(entries, indent=1) + "\n", encoding="utf-8")
-        (folder / "commands.sh").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        atomic_write_text(folder / INDEX, json.dumps(entries, indent=1) + "\n")
+        atomic_write_text(folder / "commands.sh", "\n".join(lines) + "\n")
     return lines
 
 

@@ -272,6 +272,11 @@ def atomic_write_text(path: Path, text: str) -> None:
     _write_text(path, text)
 
 
+def atomic_write(path: Path, write: Callable[[str], object]) -> None:
+    """``write(temporary)`` makes the file, renamed to ``path``: an existing link is replaced."""
+    _atomic(path, write)
+
+
 def _write_text(path: Path, text: str) -> None:
     _atomic(path, lambda p: Path(p).write_text(text, encoding="utf-8"))
 

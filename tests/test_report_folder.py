@@ -220,6 +220,24 @@ def test_a_run_that_cannot_swap_its_report_in_keeps_it_and_says_where(
     assert _snapshot(out) == before
 
 
+def test_a_report_folder_taken_over_during_the_run_is_left_alone(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "latest"
+    finish = RunSession.finish
+
+    def someone_writes_into_out(self):
+        finish(self)
+        out.mkdir()
+        (out / "theirs.txt").write_text("not crossgrad's\n")
+
+    monkeypatch.setattr(RunSession, "finish", someone_writes_into_out)
+    assert main(_passing(out)) == 2
+    err = capsys.readouterr().err
+    [kept] = leftovers(out)
+    assert "is not empty and is not a crossgrad report" in err and str(kept) in err
+    assert [p.name for p in out.iterdir()] == ["theirs.txt"]
+    assert (kept / "summary.md").is_file()
+
+
 def test_without_an_atomic_exchange_two_renames_swap_the_report(tmp_path, monkeypatch):
     out = tmp_path / "latest"
     _failing_report(out, monkeypatch)

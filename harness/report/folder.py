@@ -91,9 +91,8 @@ class ReportFolder:
                 made = tempfile.mkdtemp(
                     dir=self.target.parent, prefix=f".{name}.crossgrad-{os.getpid()}-"
                 )
-                os.chmod(
-                    made, 0o777 & ~_UMASK
-                )  # mkdtemp's 0700 would hide the report from CI readers
+                # mkdtemp's 0700 would hide the report from CI readers
+                os.chmod(made, 0o777 & ~_UMASK)
             except OSError as exc:
                 raise OutputError(
                     f"cannot create a folder beside {self.target}: {_reason(exc)}"
@@ -146,14 +145,15 @@ class ReportFolder:
                 **(record or {}),
             }
             run_file.write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
-        check_target(self.target)
         try:
+            check_target(self.target)  # what another program may have put there meanwhile
             old = _swap(self.path, self.target)
-        except OSError as exc:
+        except (OSError, OutputError) as exc:
             self._keep = True
+            reason = _reason(exc) if isinstance(exc, OSError) else str(exc)
             raise OutputError(
-                f"could not put the report in place: {_reason(exc)}. The finished report is "
-                f"in {self.path}; the previous one in {self.target} is untouched"
+                f"could not put the report in place: {reason}. The finished report is in "
+                f"{self.path}; {self.target} is as it was"
             ) from exc
         self._committed = True
         if old is not None:

@@ -2,7 +2,9 @@
 environment.json, written chunk by chunk (``ReportWriter``) or from a whole table.
 
 Files are written to a temporary name and renamed into place, so a reader never sees a
-half-written report.
+half-written report. The commands write into a fresh folder of their own, which then
+replaces ``--out`` whole (harness/report/folder.py): nothing here writes into a folder a
+user named.
 """
 
 from __future__ import annotations

@@ -105,7 +105,8 @@ def _parser() -> argparse.ArgumentParser:
         "-o",
         default="reports/latest",
         metavar="DIR",
-        help="report folder (default: reports/latest/)",
+        help="report folder, replaced whole at the end: new, empty or a crossgrad report "
+        "(default: reports/latest/)",
     )
     run_cmd.add_argument(
         "--timeout",
@@ -152,7 +153,8 @@ def _parser() -> argparse.ArgumentParser:
         "-o",
         default="reports/merged",
         metavar="DIR",
-        help="report folder (default: reports/merged/)",
+        help="report folder, replaced whole at the end: new, empty or a crossgrad report "
+        "(default: reports/merged/)",
     )
     report_cmd.set_defaults(handler=_report)
 

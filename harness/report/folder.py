@@ -205,8 +205,11 @@ def check_target(target: Path) -> None:
             f"--out {target} is a file, not a folder; crossgrad writes a folder of its own: "
             "give another --out"
         )
-    cwd = Path(os.path.realpath(Path.cwd()))
-    if cwd == target or target in cwd.parents:
+    try:
+        cwd: Path | None = Path(os.path.realpath(Path.cwd()))
+    except OSError:  # the working folder was deleted: it is inside nothing
+        cwd = None
+    if cwd is not None and (cwd == target or target in cwd.parents):
         raise OutputError(
             f"--out {target} holds the working folder, and a run replaces its --out folder "
             "whole: run from another folder, or give another --out"

@@ -6,9 +6,9 @@ before the next starts). Every outcome, and every vectorized batch's rows, is ap
 harness/report/folder.py) the moment it is known, so even a run killed outright (SIGKILL,
 power cut of the parent) leaves its raw results there. ``run.json`` says whether the
 report is complete: it is written with ``"complete": false`` when the run starts and
-rewritten at the end. A run stopped by a
-signal or by ``--fail-fast`` still writes the full report of what finished, with one
-``skipped`` row ("not run: ...") for every case × backend pair it did not reach.
+rewritten at the end. A run stopped by a signal or by ``--fail-fast`` still writes the full
+report of what finished, with one ``skipped`` row ("not run: ...") for every case × backend
+pair it did not reach.
 """
 
 from __future__ import annotations

@@ -157,11 +157,11 @@ class ReportFolder:
             ) from exc
         self._committed = True
         if old is not None:
-            failures: list[str] = []
-            shutil.rmtree(old, onerror=lambda _, path, exc: failures.append(f"{path}: {exc[1]}"))
-            if failures:
+            shutil.rmtree(old, ignore_errors=True)  # links inside are deleted, never followed
+            if os.path.lexists(old):
                 warnings.warn(
-                    f"could not delete the previous report, moved to {old}: {failures[0]}",
+                    f"could not delete all of the previous report, moved to {old}: "
+                    "delete it yourself",
                     stacklevel=2,
                 )
 

@@ -78,6 +78,7 @@ class ReportFolder:
         _make_parent(self.target)
         self._lock = _Lock(self.target)
         try:
+            self._lock.describe(self.command)
             check_target(self.target)  # again, now that no other run can swap it
             for left in leftovers(self.target):
                 warnings.warn(
@@ -314,10 +315,11 @@ class _Lock:
                 return
             os.close(handle)
 
-    def describe(self, command: str, folder: Path) -> None:
+    def describe(self, command: str, folder: Path | None = None) -> None:
+        """Who holds the lock, for a run that finds it taken (a killed run's text goes)."""
         text = (
             f"crossgrad {command}, pid {os.getpid()} on {socket.gethostname()}, "
-            f"started {_now()}, writing {folder}\n"
+            f"started {_now()}" + (f", writing {folder}\n" if folder else "\n")
         )
         if self.handle is not None:
             os.ftruncate(self.handle, 0)

@@ -105,7 +105,8 @@ def _parser() -> argparse.ArgumentParser:
         "-o",
         default="reports/latest",
         metavar="DIR",
-        help="report folder (default: reports/latest/)",
+        help="report folder, replaced whole at the end: new, empty or a crossgrad report "
+        "(default: reports/latest/)",
     )
     run_cmd.add_argument(
         "--timeout",
@@ -152,7 +153,8 @@ def _parser() -> argparse.ArgumentParser:
         "-o",
         default="reports/merged",
         metavar="DIR",
-        help="report folder (default: reports/merged/)",
+        help="report folder, replaced whole at the end: new, empty or a crossgrad report "
+        "(default: reports/merged/)",
     )
     report_cmd.add_argument(
         "--allow-incomplete",
@@ -206,10 +208,12 @@ def _parser() -> argparse.ArgumentParser:
 
 def _run(args: argparse.Namespace) -> int:
     from harness.cases.loader import load_cases
+    from harness.report.folder import check_out
     from harness.run.scheduler import prestart
 
     backends = _backend_names(args.backend, args.reference)
     cases = _select(load_cases(args.paths), args.case)
+    check_out(Path(args.out))  # a --out the run may not replace stops it before any case runs
     if not args.vectorize:  # a vectorized run batches in this process; its workers start on demand
         prestart(backends, args.jobs)
 
@@ -235,6 +239,7 @@ def _run(args: argparse.Namespace) -> int:
         jobs=args.jobs,
         vectorize=args.vectorize,
         fail_fast=args.fail_fast,
+        log=sys.stderr,
     )
     if result.incomplete:
         print(f"crossgrad: report incomplete: {result.incomplete}", file=sys.stderr)
@@ -269,6 +274,15 @@ def _positive_int(text: str) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from harness.report.folder import ReportFolder
+
+    with ReportFolder(Path(args.out), "report") as folder:  # written aside, then swapped in
+        status = _merge_into(args, folder.path)
+        folder.commit({"inputs": args.results})
+    return status
+
+
+def _merge_into(args: argparse.Namespace, out: Path) -> int:
     from harness.report.coverage import coverage_markdown, merge_coverage
     from harness.report.merge import merge
     from harness.report.repro import failing_pairs, sources_from_reports, write_repro
@@ -279,9 +293,8 @@ def _report(args: argparse.Namespace) -> int:
 
     inputs = [read_results(Path(p), args.allow_incomplete) for p in args.results]
     table = merge(inputs)
-    out = Path(args.out)
     sources = sources_from_reports([r.folder for r in inputs if r.folder is not None])
-    repro = write_repro(failing_pairs(table), sources, out)
+    repro = write_repro(failing_pairs(table), sources, out, Path(args.out))
     environments = [env for r in inputs for env in r.environments]
     folders = [r.folder for r in inputs if r.folder is not None]
     knob_coverage = merge_coverage(folders, list(dict.fromkeys(table["backend"])))
@@ -300,7 +313,7 @@ def _report(args: argparse.Namespace) -> int:
         knob_coverage.to_csv(out / "coverage.csv", index=False)
     print(format_table(summaries))
     print(
-        f"\nreport: {out / 'summary.md'} ({len(table):,} rows from {len(inputs)} inputs)",
+        f"\nreport: {Path(args.out) / 'summary.md'} ({len(table):,} rows from {len(inputs)} inputs)",
         file=sys.stderr,
     )
     return exit_status(table)

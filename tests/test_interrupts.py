@@ -15,6 +15,7 @@ from fake_plugins import register
 from support import CASES, ROOT, write_case
 
 from harness.cli import main
+from harness.report.folder import leftovers
 from harness.run.session import PARTIAL_FILE, RUN_FILE
 
 VARIANTS = 40
@@ -32,12 +33,16 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-def _streamed_pairs(path: Path) -> int:
-    """Case × backend pairs streamed so far (the last line may be half-written)."""
-    try:
-        return len(pd.read_csv(path, on_bad_lines="skip")[["case", "backend"]].drop_duplicates())
-    except (FileNotFoundError, pd.errors.EmptyDataError, pd.errors.ParserError):
-        return 0
+def _streamed_pairs(out: Path) -> int:
+    """Case × backend pairs streamed so far into the run's fresh folder beside ``out`` (the
+    last line may be half-written)."""
+    for folder in leftovers(out):  # while the run goes on, its fresh folder is one of these
+        try:
+            rows = pd.read_csv(folder / PARTIAL_FILE, on_bad_lines="skip")
+            return len(rows[["case", "backend"]].drop_duplicates())
+        except (FileNotFoundError, pd.errors.EmptyDataError, pd.errors.ParserError):
+            pass
+    return 0
 
 
 @pytest.mark.parametrize(
@@ -67,7 +72,7 @@ def test_a_run_stopped_by_a_signal_leaves_a_readable_report_marked_incomplete(
     )
     deadline = time.monotonic() + 120
     # numpy finishes its 40 cases at once; wait until the slow backend is part-way through.
-    while _streamed_pairs(out / PARTIAL_FILE) < VARIANTS + 3:
+    while _streamed_pairs(out) < VARIANTS + 3:
         assert process.poll() is None and time.monotonic() < deadline, process.communicate()
         time.sleep(0.1)
     process.send_signal(signum)
@@ -90,6 +95,7 @@ def test_a_run_stopped_by_a_signal_leaves_a_readable_report_marked_incomplete(
     assert "**INCOMPLETE** — interrupted by" in (out / "summary.md").read_text()
     assert pd.read_parquet(out / "results.parquet").shape == table.shape
     assert not (out / PARTIAL_FILE).exists()
+    assert leftovers(out) == []  # the fresh folder became out
 
 
 def test_a_complete_run_is_marked_complete_and_records_its_determinism_settings(tmp_path):

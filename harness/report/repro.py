@@ -91,8 +91,14 @@ def _unique(name: str, taken: set[str]) -> str:
     return candidate
 
 
-def write_repro(failing: list[Pair], sources: dict[Pair, Path], out: Path) -> list[str]:
-    """Copy each failing pair's case file into ``out/repro`` and return the commands."""
+def write_repro(
+    failing: list[Pair], sources: dict[Pair, Path], out: Path, named: Path | None = None
+) -> list[str]:
+    """Copy each failing pair's case file into ``out/repro`` and return the commands.
+
+    The commands name the copies in ``named/repro`` (the report folder as the user named
+    it, when ``out`` is the fresh folder that will replace it).
+    """
     folder = out / "repro"
     taken = {INDEX.casefold(), COMMANDS.casefold()}
     copies: dict[tuple[str, bytes], str] = {}  # (name, text) -> the copy's file name
@@ -113,7 +119,7 @@ def write_repro(failing: list[Pair], sources: dict[Pair, Path], out: Path) -> li
             copies[key] = _unique(key[0], taken)
         name = copies[key]
         entries.append({"case": case, "backend": backend, "file": name})
-        lines.append(command(folder / name, case, backend))
+        lines.append(command((named or out) / "repro" / name, case, backend))
     if entries:
         if folder.is_symlink():  # the report's own repro/ slot: never write through a link
             folder.unlink()

@@ -2,7 +2,9 @@
 environment.json, written chunk by chunk (``ReportWriter``) or from a whole table.
 
 Files are written to a temporary name and renamed into place, so a reader never sees a
-half-written report.
+half-written report. The commands write into a fresh folder of their own, which then
+replaces ``--out`` whole (harness/report/folder.py): nothing here writes into a folder a
+user named.
 """
 
 from __future__ import annotations
@@ -270,6 +272,11 @@ class ReportWriter:
 def atomic_write_text(path: Path, text: str) -> None:
     """``text`` into ``path`` through a temporary file and a rename."""
     _write_text(path, text)
+
+
+def atomic_write(path: Path, write: Callable[[str], object]) -> None:
+    """``write(temporary)`` makes the file, renamed to ``path``: an existing link is replaced."""
+    _atomic(path, write)
 
 
 def _write_text(path: Path, text: str) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 import pandas as pd
 
@@ -23,6 +24,7 @@ from harness.report.coverage import (
     coverage_frame,
     coverage_markdown,
 )
+from harness.report.folder import ReportFolder
 from harness.report.repro import case_sources, write_repro
 from harness.report.writer import ReportWriter
 from harness.run.fingerprint import fingerprint
@@ -60,59 +62,64 @@ def run_and_report(
     vectorize: bool = False,
     fail_fast: bool = False,
     chunk_cases: int | None = None,
+    log: TextIO | None = None,
 ) -> RunReport:
     """Run ``cases`` on ``backends`` chunk by chunk and write the report folder ``out``.
 
+    The report is written in a fresh folder beside ``out`` that replaces ``out`` whole when
+    the run ends, stopped or not (harness/report/folder.py); ``log`` is told where it is.
     ``chunk_cases`` defaults to ``CHUNK_CASES`` as it is when called (tests shrink it).
     """
-    counts: CoverageCounts = Counter()
-    covered: set[str] = set()
-    matched: set[str] = set()
-    rows = 0
-    session = RunSession(
-        out,
-        cases,
-        backends,
-        reference,
-        fail_fast=fail_fast,
-        chunk_cases=chunk_cases or CHUNK_CASES,
-    )
-    with session, ReportWriter(out) as writer:
-        chunks = session.chunks(progress, vectorize=vectorize, timeout=timeout, jobs=jobs)
-        for chunk, raw in chunks:
-            table, chunk_covered, chunk_matched = match_known(
-                compare(raw, chunk, reference), chunk, known
-            )
-            covered |= chunk_covered
-            matched |= chunk_matched
-            table = assign_causes(table, chunk, reference)
-            summaries = writer.add(table)
-            counts.update(coverage_counts(summaries, chunk))
-            rows += len(table)
-            if fail_fast:
-                _stop_at_first_failure(session, table)
-        stale = stale_entries(known, covered, matched)
-        failing_cases = {case for case, _ in writer.failing}
-        sources = case_sources([c for c in cases if c.name in failing_cases], backends)
-        repro = write_repro(writer.failing, sources, out)
-        knob_coverage = coverage_frame(counts)
-        writer.finish(
-            [fingerprint(cases, session.settings)],
-            repro,
-            stale,
-            [coverage_markdown(knob_coverage)],
-            session.incomplete,
+    with ReportFolder(out, "run", log) as folder:
+        counts: CoverageCounts = Counter()
+        covered: set[str] = set()
+        matched: set[str] = set()
+        rows = 0
+        session = RunSession(
+            folder.path,
+            cases,
+            backends,
+            reference,
+            fail_fast=fail_fast,
+            chunk_cases=chunk_cases or CHUNK_CASES,
         )
-        knob_coverage.to_csv(out / "coverage.csv", index=False)
-        session.finish(rows)
-    return RunReport(
-        status=session.exit_status(1 if writer.failed else 0),
-        rows=rows,
-        writer=writer,
-        coverage=knob_coverage,
-        stale=stale,
-        incomplete=session.incomplete,
-    )
+        with session, ReportWriter(folder.path) as writer:
+            chunks = session.chunks(progress, vectorize=vectorize, timeout=timeout, jobs=jobs)
+            for chunk, raw in chunks:
+                table, chunk_covered, chunk_matched = match_known(
+                    compare(raw, chunk, reference), chunk, known
+                )
+                covered |= chunk_covered
+                matched |= chunk_matched
+                table = assign_causes(table, chunk, reference)
+                summaries = writer.add(table)
+                counts.update(coverage_counts(summaries, chunk))
+                rows += len(table)
+                if fail_fast:
+                    _stop_at_first_failure(session, table)
+            stale = stale_entries(known, covered, matched)
+            failing_cases = {case for case, _ in writer.failing}
+            sources = case_sources([c for c in cases if c.name in failing_cases], backends)
+            repro = write_repro(writer.failing, sources, folder.path, out)
+            knob_coverage = coverage_frame(counts)
+            writer.finish(
+                [fingerprint(cases, session.settings)],
+                repro,
+                stale,
+                [coverage_markdown(knob_coverage)],
+                session.incomplete,
+            )
+            knob_coverage.to_csv(folder.path / "coverage.csv", index=False)
+            session.finish(rows)
+            folder.commit()  # while the session holds signals: a stop cannot cut the swap
+        return RunReport(
+            status=session.exit_status(1 if writer.failed else 0),
+            rows=rows,
+            writer=writer,
+            coverage=knob_coverage,
+            stale=stale,
+            incomplete=session.incomplete,
+        )
 
 
 def _stop_at_first_failure(session: RunSession, table: pd.DataFrame) -> None:

@@ -2,17 +2,20 @@
 
 The cases run in chunks of ``CHUNK_CASES`` (harness/run/pipeline.py compares and writes each
 before the next starts). Every outcome, and every vectorized batch's rows, is appended to
-``results.partial.csv`` in the report folder the moment it is known, so even a run killed
-outright (SIGKILL, power cut of the parent) leaves its raw results. ``run.json`` says whether the report is complete: it is written with
-``"complete": false`` when the run starts and rewritten at the end. A run stopped by a
-signal or by ``--fail-fast`` still writes the full report of what finished, with one
-``skipped`` row ("not run: ...") for every case × backend pair it did not reach.
+``results.partial.csv`` in the folder the run writes (the fresh folder beside ``--out``,
+harness/report/folder.py) the moment it is known, so even a run killed outright (SIGKILL,
+power cut of the parent) leaves its raw results there. ``run.json`` says whether the
+report is complete: it is written with ``"complete": false`` when the run starts and
+rewritten at the end. A run stopped by a signal or by ``--fail-fast`` still writes the full
+report of what finished, with one ``skipped`` row ("not run: ...") for every case × backend
+pair it did not reach.
 """
 
 from __future__ import annotations
 
 import datetime
 import json
+import os
 import platform
 from collections.abc import Hashable, Iterator, Mapping
 from pathlib import Path
@@ -24,6 +27,7 @@ import pandas as pd
 from backends import registry
 from harness.cases.model import Case
 from harness.errors import BackendUnavailable
+from harness.report.folder import MARK, RUN_FILE
 from harness.report.writer import atomic_write_text
 from harness.run import determinism
 from harness.run.interrupts import Interrupted, SignalGuard
@@ -34,7 +38,6 @@ from harness.run.vectorize import run as vectorized_run
 from harness.verdict.compare import compare
 from harness.verdict.status import FAILING, Status
 
-RUN_FILE = "run.json"
 # Cases run, compared and written at a time: memory stays bounded by this, not by the run.
 CHUNK_CASES = 2_000
 FAIL_FAST = "stopped by --fail-fast at the first failure"
@@ -119,7 +122,7 @@ class RunSession:
             try:
                 self.out.mkdir(parents=True, exist_ok=True)
                 self._write_run_file("running")
-                self._stream = (self.out / PARTIAL_FILE).open("w", encoding="utf-8")
+                self._stream = _create(self.out / PARTIAL_FILE)
                 sizes = group_sizes(self.cases) if vectorize else None
                 for start in range(0, len(self.cases), self.chunk_cases):
                     chunk = self.cases[start : start + self.chunk_cases]
@@ -266,6 +269,8 @@ class RunSession:
 
     def _write_run_file(self, state: str) -> None:
         record = {
+            **MARK,
+            "command": "run",
             "complete": state == "complete",
             "state": state,
             "reason": self.stopped or "",
@@ -312,6 +317,12 @@ class _ChunkProgress:
         if done > self.reported.get(backend, -1):
             self.reported[backend] = done
             self.progress(backend, done, self.total, case)
+
+
+def _create(path: Path) -> TextIO:
+    """A new file at ``path`` for writing: never an existing file, never through a link."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    return os.fdopen(os.open(path, flags, 0o666), "w", encoding="utf-8")
 
 
 def _version(backend: str) -> str:

@@ -167,6 +167,7 @@ def test_a_full_disk_leaves_the_previous_report_as_it_was(tmp_path, monkeypatch,
     out = tmp_path / "reports" / "latest"
     _failing_report(out, monkeypatch)
     before = _snapshot(tmp_path / "reports")
+    before_out = _snapshot(out)
     if where == "streaming":
 
         def stream(self, rows):
@@ -197,8 +198,17 @@ def test_a_full_disk_leaves_the_previous_report_as_it_was(tmp_path, monkeypatch,
 
     err = capsys.readouterr().err
     assert "No space left on device" in err and "Traceback" not in err
-    assert f"The previous report in {out} is untouched; the unfinished one was removed" in err
-    assert _snapshot(tmp_path / "reports") == before
+    assert f"The previous report in {out} is untouched; " in err
+    assert _snapshot(out) == before_out
+    kept = leftovers(out)
+    if where == "streaming":  # nothing was computed into the fresh folder: it is removed
+        assert "the unfinished one was removed" in err and kept == []
+        assert _snapshot(tmp_path / "reports") == before
+    else:  # the finished results are kept beside the report, never deleted
+        [folder] = kept
+        assert f"the results computed so far are kept in {folder}" in err
+        results = [f for f in folder.iterdir() if "results." in f.name and f.stat().st_size]
+        assert results, sorted(f.name for f in folder.iterdir())
 
 
 def test_a_run_that_cannot_swap_its_report_in_keeps_it_and_says_where(

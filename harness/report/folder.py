@@ -14,8 +14,9 @@
   start to the swap; a second run into DIR stops at once, naming the first. The lock file
   says which run holds it and where it writes; the system drops the lock when the
   process dies, however it dies.
-- A failure while writing (a full disk, a permission) removes the fresh folder and
-  leaves the previous report as it was (``OutputError``, exit 2). A run killed outright
+- A failure while writing (a full disk, a permission) leaves the previous report as it
+  was (``OutputError``, exit 2); the fresh folder is kept when it holds results (computed
+  values are never deleted: the message names it), else removed. A run killed outright
   (SIGKILL, a second Ctrl-C while the report is finished) leaves the fresh folder, with
   its ``results.partial.csv``; the next run into DIR names it and leaves it alone.
 """
@@ -117,17 +118,24 @@ class ReportFolder:
         error: BaseException | None,
         trace: TracebackType | None,
     ) -> None:
+        unfinished = not self._committed and not self._keep and self.path != self.target
+        kept = unfinished and _holds_results(self.path)
         try:
-            if not self._committed and not self._keep and self.path != self.target:
+            if unfinished and not kept:
                 shutil.rmtree(self.path, ignore_errors=True)
         finally:
             if self._lock is not None:
                 self._lock.release()
                 self._lock = None
         if isinstance(error, OSError) and not self._committed:
+            fate = (
+                f"the results computed so far are kept in {self.path} (delete it when done)"
+                if kept
+                else "the unfinished one was removed"
+            )
             raise OutputError(
                 f"could not write the report: {_reason(error)}. The previous report in "
-                f"{self.target} is untouched; the unfinished one was removed"
+                f"{self.target} is untouched; {fate}"
             ) from error
 
     def commit(self, record: dict[str, Any] | None = None) -> None:
@@ -255,6 +263,20 @@ def is_report(folder: Path) -> bool:
     if not isinstance(record, dict):
         return False
     return record.get("written_by") == MARK["written_by"] or record.keys() >= _LEGACY_KEYS
+
+
+def _holds_results(folder: Path) -> bool:
+    """Whether ``folder`` holds computed values: streamed or written results tables."""
+    try:
+        with os.scandir(folder) as entries:
+            return any(
+                e.name.startswith(("results.", ".results."))
+                and e.is_file(follow_symlinks=False)
+                and e.stat(follow_symlinks=False).st_size > 0
+                for e in entries
+            )
+    except OSError:
+        return False
 
 
 def leftovers(target: Path) -> list[Path]:

@@ -79,6 +79,20 @@ class HangingBackend(NumpyBackend):
         return super().build(case, inputs)
 
 
+class MarkedHangingBackend(NumpyBackend):
+    """Hangs in every case, after creating the file ``$CROSSGRAD_TEST_HANG_MARKER`` (so a
+    test knows the worker is inside a case) named by its process id."""
+
+    name = "marked_hanging"
+
+    def build(self, case: Case, inputs: Inputs) -> Model:
+        marker = os.environ["CROSSGRAD_TEST_HANG_MARKER"]
+        with open(f"{marker}.{os.getpid()}", "w", encoding="utf-8"):
+            pass
+        while True:
+            time.sleep(3600)
+
+
 class ExitingBackend(NumpyBackend):
     """Ends its process with ``os._exit(3)`` on relu cases, bypassing every handler."""
 

@@ -3,11 +3,16 @@ outlive their parent, and cases whose memory or output would exceed the run's bu
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 import yaml
-from support import write_case
+from support import CASES, ROOT, write_case
 from test_bad_input import GOOD
 
 from harness.cases import loader, yaml_nodes
@@ -102,3 +107,86 @@ def test_the_value_limit_is_per_file_across_its_documents(tmp_path, capsys, monk
     path = write_case(tmp_path, one + "---\n" + one.replace("ok-case", "two") + "---\n" + one)
     assert main(["validate", str(path)]) == 2
     assert "file holds more than 60 YAML values" in capsys.readouterr().err
+
+
+# -- workers die with their parent --------------------------------------------------------
+
+CLI_WITH_HANGING_ADAPTER = f"""
+import sys
+sys.path.insert(0, {str(ROOT / "tests")!r})
+from fake_plugins import register
+register(None, {{"marked_hanging": "adapters:MarkedHangingBackend"}})
+from harness.cli import main
+if sys.argv[1] == "--in-a-thread":  # no parent-death signal there: only the lifeline pipe
+    import threading
+    thread = threading.Thread(target=main, args=(sys.argv[2:],))
+    thread.start()
+    thread.join()
+else:
+    sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _processes() -> dict[int, tuple[int, str]]:
+    """Every live process: pid -> (parent pid, state), read from /proc (zombies left out)."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # ended while we looked
+        state, ppid = stat.rpartition(")")[2].split()[:2]
+        if state not in ("Z", "X"):
+            found[int(entry.name)] = (int(ppid), state)
+    return found
+
+
+def _descendants(root: int) -> set[int]:
+    processes = _processes()
+    found, frontier = set(), {root}
+    while frontier:
+        frontier = {pid for pid, (ppid, _) in processes.items() if ppid in frontier} - found
+        found |= frontier
+    return found
+
+
+@pytest.mark.full
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+@pytest.mark.parametrize(
+    "jobs, how", [("1", "main"), ("2", "main"), ("2", "--in-a-thread")], ids=["j1", "j2", "thread"]
+)
+def test_workers_die_with_a_parent_killed_by_sigkill(tmp_path, jobs, how):
+    """kill -9 of the parent while a worker is inside a case that never ends (and, with
+    -j 1, while the other worker waits idle): no worker outlives it by more than seconds.
+    Started from a thread, the workers rely on the lifeline pipe alone."""
+    marker = tmp_path / "hanging"
+    mode = [how] if how != "main" else []
+    process = subprocess.Popen(
+        [sys.executable, "-c", CLI_WITH_HANGING_ADAPTER, *mode, "run", str(CASES / "seed.yaml")]
+        + ["-b", "marked_hanging", "-j", jobs, "-o", str(tmp_path / "out")],
+        cwd=ROOT,
+        env={**os.environ, "CROSSGRAD_TEST_HANG_MARKER": str(marker)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not list(tmp_path.glob("hanging.*")):
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        hanging = int(next(tmp_path.glob("hanging.*")).suffix[1:])
+        children = _descendants(process.pid)
+        assert hanging in children
+    finally:
+        process.kill()  # SIGKILL: no handler, no atexit, no cleanup in the parent
+        process.wait()
+    deadline = time.monotonic() + 10
+    while children & _processes().keys() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = children & _processes().keys()
+    for pid in left:  # do not leave them behind for the next test
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"processes outlived their parent: {left}"

@@ -14,12 +14,14 @@ handed to the worker, so adapters registered at run time (tests, plugins) work t
 from __future__ import annotations
 
 import atexit
+import ctypes
 import importlib
 import multiprocessing
 import multiprocessing.connection
 import os
 import signal
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Iterator
@@ -89,8 +91,15 @@ class WorkerDied(Exception):
 # -- the worker process -------------------------------------------------------------------
 
 
-def _worker_main(spec: WorkerSpec, conn: multiprocessing.connection.Connection) -> None:
+def _worker_main(
+    spec: WorkerSpec,
+    conn: multiprocessing.connection.Connection,
+    lifeline: multiprocessing.connection.Connection,
+    parent: int,
+    death_signal: bool,
+) -> None:
     """Entry point of a worker: build the adapter once, then run cases until told to stop."""
+    _die_with_parent(lifeline, parent, death_signal)
     # The parent decides what an interrupt means; a terminal's Ctrl-C reaches every process.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.dup2(2, 1)  # framework chatter on stdout would mix into the printed summary table
@@ -123,6 +132,50 @@ def _worker_main(spec: WorkerSpec, conn: multiprocessing.connection.Connection) 
             )
 
 
+# linux/prctl.h
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(
+    lifeline: multiprocessing.connection.Connection, parent: int, death_signal: bool
+) -> None:
+    """End this worker the moment its parent dies, even by SIGKILL, whatever it is running.
+
+    Two mechanisms, because a parent killed outright runs no cleanup and a worker left
+    behind is no longer bound by ``--timeout``:
+
+    - on Linux, the kernel sends SIGKILL when the parent dies (``PR_SET_PDEATHSIG``). It
+      fires when the *thread* that started the worker ends, so it is asked for only when
+      the worker was started from the main thread (``death_signal``). If the parent died
+      before the request, nothing would be sent: the worker checks that its parent is
+      still the process that started it;
+    - everywhere, a thread waits on ``lifeline``, a pipe whose other end only the parent
+      holds: when the parent dies the pipe reads as closed, and the thread ends the
+      process (it needs the interpreter lock, which a framework's C code releases
+      while it computes).
+    """
+    if death_signal and sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass  # the lifeline still holds
+    if os.getppid() != parent:
+        os._exit(_ORPHANED)
+    threading.Thread(target=_watch, args=(lifeline,), name="lifeline", daemon=True).start()
+
+
+_ORPHANED = 71  # exit status of a worker that found its parent gone
+
+
+def _watch(lifeline: multiprocessing.connection.Connection) -> None:
+    try:
+        lifeline.recv()  # the parent never sends: this returns only when its end closes
+    except (EOFError, OSError):
+        pass
+    os._exit(_ORPHANED)
+
+
 def _run_case(backend: Any, case: Case, inputs: Inputs) -> CaseResult:
     try:
         reason = backend.unsupported_reason(case)
@@ -149,9 +202,12 @@ class Worker:
         self.spec = spec
         context = multiprocessing.get_context("spawn")
         self.conn, child_conn = context.Pipe()
+        # Only this process holds the write end: the worker sees it close when we die.
+        child_lifeline, self.lifeline = context.Pipe(duplex=False)
+        main_thread = threading.current_thread() is threading.main_thread()
         self.process: SpawnProcess = context.Process(
             target=_worker_main,
-            args=(spec, child_conn),
+            args=(spec, child_conn, child_lifeline, os.getpid(), main_thread),
             name=f"crossgrad-{spec.backend}",
             daemon=True,
         )
@@ -163,6 +219,7 @@ class Worker:
         finally:
             sys.path[:] = saved
         child_conn.close()
+        child_lifeline.close()
         _LIVE.add(self)
         self.ready: Ready | None = None
         self.deadline = time.monotonic() + STARTUP_TIMEOUT
@@ -194,6 +251,7 @@ class Worker:
 
     def close(self) -> None:
         self.conn.close()
+        self.lifeline.close()
         _LIVE.discard(self)
 
 

@@ -93,6 +93,24 @@ class MarkedHangingBackend(NumpyBackend):
             time.sleep(3600)
 
 
+class GreedyBackend(NumpyBackend):
+    """Allocates (and touches) ``GREEDY_BYTES`` on relu cases, far beyond any estimate, as a
+    framework with a runaway buffer would; the other cases run normally."""
+
+    name = "greedy"
+
+    def build(self, case: Case, inputs: Inputs) -> Model:
+        if case.network.activation == MISBEHAVES_ON:
+            import numpy as np
+
+            buffer = np.ones(GREEDY_BYTES // 8)
+            del buffer
+        return super().build(case, inputs)
+
+
+GREEDY_BYTES = 768 * 2**20
+
+
 class ExitingBackend(NumpyBackend):
     """Ends its process with ``os._exit(3)`` on relu cases, bypassing every handler."""
 

@@ -3,6 +3,8 @@ outlive their parent, and cases whose memory or output would exceed the run's bu
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -10,14 +12,19 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
+from adapters import MISBEHAVES_ON
+from fake_plugins import register
 from support import CASES, ROOT, write_case
 from test_bad_input import GOOD
 
 from harness.cases import loader, yaml_nodes
 from harness.cases.yaml_nodes import MAX_FILE_VALUES
 from harness.cli import main
+from harness.run import budget
+from harness.run.runner import run
 
 # -- case files ---------------------------------------------------------------------------
 
@@ -61,7 +68,9 @@ def test_a_file_over_the_size_limit_is_refused_unread(tmp_path, capsys):
     started = time.perf_counter()
     assert main(["validate", str(path)]) == 2
     assert time.perf_counter() - started < 1
-    assert f"{path}: file is 14.8 MiB; a case file may hold at most 2 MiB" in capsys.readouterr().err
+    assert (
+        f"{path}: file is 14.8 MiB; a case file may hold at most 2 MiB" in capsys.readouterr().err
+    )
 
 
 def _sweep(name: str, variants: int) -> str:
@@ -164,8 +173,11 @@ def test_workers_die_with_a_parent_killed_by_sigkill(tmp_path, jobs, how):
     marker = tmp_path / "hanging"
     mode = [how] if how != "main" else []
     process = subprocess.Popen(
-        [sys.executable, "-c", CLI_WITH_HANGING_ADAPTER, *mode, "run", str(CASES / "seed.yaml")]
-        + ["-b", "marked_hanging", "-j", jobs, "-o", str(tmp_path / "out")],
+        [
+            *(sys.executable, "-c", CLI_WITH_HANGING_ADAPTER, *mode, "run"),
+            *(str(CASES / "seed.yaml"), "-b", "marked_hanging", "-j", jobs),
+            *("-o", str(tmp_path / "out")),
+        ],
         cwd=ROOT,
         env={**os.environ, "CROSSGRAD_TEST_HANG_MARKER": str(marker)},
         stdout=subprocess.DEVNULL,
@@ -190,3 +202,134 @@ def test_workers_die_with_a_parent_killed_by_sigkill(tmp_path, jobs, how):
     for pid in left:  # do not leave them behind for the next test
         os.kill(pid, signal.SIGKILL)
     assert not left, f"processes outlived their parent: {left}"
+
+
+# -- memory and output budget -------------------------------------------------------------
+
+
+def _wide(name: str, steps: int, batch: int = 256) -> str:
+    return f"""\
+name: {name}
+network:
+  sizes: [64, 64, 64, 1]
+  activation: tanh
+  init: {{seed: 1, scheme: xavier_uniform}}
+data:
+  x: {{seed: 2, batch: {batch}}}
+  y: {{seed: 3, batch: {batch}}}
+optimizer: {{name: adam, lr: 0.001}}
+steps: {steps}
+"""
+
+
+def _case(text: str, tmp_path: Path, name: str = "one.yaml"):
+    (case,) = loader.load_cases([write_case(tmp_path, text, name)])
+    return case
+
+
+def test_the_estimated_rows_are_the_rows_a_run_records(tmp_path):
+    """The estimate is exact for the rows: every case of two library files, on numpy."""
+    cases = loader.load_cases([CASES / "seed.yaml", CASES / "mlp-nonsquare.yaml"])
+    cases.append(_case(_wide("wide", 2, batch=8), tmp_path))
+    raw = run(cases, ["numpy"])
+    counted = raw.groupby("case").size()
+    for case in cases:
+        assert counted[case.name] == budget.recorded_values(case), case.name
+
+
+def test_a_case_over_the_memory_budget_is_skipped_before_it_runs_and_the_run_goes_on(
+    tmp_path, capsys
+):
+    """Budget 50 MB; the wide case is estimated at about 200 MB on two backends."""
+    write_case(tmp_path, (CASES / "seed.yaml").read_text(), "seed.yaml")
+    write_case(tmp_path, _wide("wide", 2), "wide.yaml")
+    wide = _case(_wide("wide", 2), tmp_path, "wide.yaml")
+    assert budget.peak_bytes(wide, 2, budget.Budget(workers=2)) > 150 * 2**20
+    out = tmp_path / "out"
+    args = ["run", str(tmp_path / "seed.yaml"), str(tmp_path / "wide.yaml"), "-b", "torch"]
+    status = main([*args, "--memory-limit", "50MB", "--known", "none", "-o", str(out)])
+    assert status == 0  # the seed case agrees; a refused case does not fail the run
+    table = pd.read_csv(out / "results.csv", keep_default_na=False)
+    refused = table[table["case"] == "wide"]
+    assert len(refused) == 2  # one row per backend: it never ran
+    assert set(refused["status"]) == {"skipped"}
+    assert (
+        refused["detail"]
+        .str.match(
+            r"refused: estimated to need [0-9.]+ MiB of memory \(99,590 recorded numbers per "
+            r"backend\); the limit is 50\.0 MiB \(--memory-limit, CROSSGRAD_MEMORY_LIMIT\)"
+        )
+        .all()
+    ), refused["detail"].tolist()
+    assert set(table.loc[table["case"] != "wide", "status"]) == {"ok"}
+    assert json.loads((out / "run.json").read_text())["limits"]["refused_cases"] == 1
+    assert "warning: case wide not run: refused: estimated" in capsys.readouterr().err
+
+
+def test_the_output_budget_is_run_wide_and_counted_in_case_order(tmp_path):
+    cases = [_case(_wide(f"w{i}", n), tmp_path, f"{i}.yaml") for i, n in enumerate((3, 5, 1))]
+    sizes = [budget.output_bytes(case, 2) for case in cases]
+    limit = budget.Budget(memory=2**40, output=sizes[0] + sizes[2] + 1, workers=2)
+    refused = budget.refusals(cases, 2, limit)
+    assert list(refused) == ["w1"]  # the first and the last fit, together
+    assert "--output-limit, CROSSGRAD_OUTPUT_LIMIT" in refused["w1"]
+
+
+def test_the_memory_limit_comes_from_the_environment_and_a_bad_value_is_exit_2(
+    tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setenv(budget.MEMORY_ENV, "1k")
+    out = tmp_path / "out"
+    assert main(["run", str(CASES / "seed.yaml"), "-b", "numpy", "-o", str(out)]) == 0
+    table = pd.read_csv(out / "results.csv", keep_default_na=False)
+    assert table["detail"].str.startswith("refused:").all()
+    monkeypatch.setenv(budget.MEMORY_ENV, "lots")
+    assert main(["run", str(CASES / "seed.yaml"), "-b", "numpy", "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "crossgrad: error: CROSSGRAD_MEMORY_LIMIT: expected a size such as 4GiB" in err
+    assert "Traceback" not in err
+
+
+def test_sizes_are_read_with_binary_units():
+    assert budget.parse_size("4GiB") == budget.parse_size("4g") == 4 * 2**30
+    assert budget.parse_size("50MB") == 50 * 2**20
+    assert budget.parse_size("1000") == 1000
+    for bad in ("", "0", "-1G", "4 parsecs"):
+        with pytest.raises(ValueError):
+            budget.parse_size(bad)
+
+
+def test_chunks_are_cut_where_their_rows_would_not_fit_half_the_memory_budget(tmp_path):
+    """A chunk of the parent holds at most half the budget of rows (the rest is the workers')."""
+    case = _case(_wide("w", 1, batch=8), tmp_path)
+    cases = [dataclasses.replace(case, name=f"w{i}") for i in range(7)]
+    each = budget.parent_bytes(case, 2)
+    limit = budget.Budget(memory=5 * each, workers=2)  # half of it holds two cases' rows
+    assert budget.chunk_bounds(cases, 2, 2000, limit) == [(0, 2), (2, 4), (4, 6), (6, 7)]
+    assert budget.chunk_bounds(cases, 2, 3, budget.Budget()) == [(0, 3), (3, 6), (6, 7)]
+    # A refused case holds one row per backend.
+    refused = {f"w{i}": "refused" for i in range(1, 7)}
+    assert budget.chunk_bounds(cases, 2, 2000, limit, refused) == [(0, 7)]
+
+
+@pytest.mark.full
+def test_a_case_past_the_address_space_limit_is_crashed_with_a_memory_limit_reason(
+    tmp_path, monkeypatch
+):
+    """The greedy adapter allocates 768 MiB on relu cases; with a 256 MiB allowance its
+    worker's address-space limit stops it there: a crashed row, and the lane goes on."""
+    monkeypatch.setenv(budget.ALLOWANCE_ENV, "256MiB")
+    register(monkeypatch, {"greedy": "adapters:GreedyBackend"})
+    cases = loader.load_cases([CASES / "mlp-nonsquare.yaml"])
+    raw = run(cases, ["numpy", "greedy"])
+    greedy = raw[raw["backend"] == "greedy"].groupby("case").first()
+    for case in cases:
+        row = greedy.loc[case.name]
+        if case.network.activation == MISBEHAVES_ON:
+            assert row["status"] == "crashed"
+            assert row["detail"].startswith(
+                "memory limit: the case ran past the worker's address-space limit of"
+            ), row["detail"]
+            assert "MemoryError" in row["detail"]
+        else:
+            assert row["status"] == "ok", row["detail"]

@@ -45,7 +45,7 @@ class _CaseYamlLoader(yaml.SafeLoader):
         self.composed += 1
         if self.composed > MAX_FILE_VALUES:
             raise _TooManyValues(self.peek_event().start_mark)
-        return super().compose_node(parent, index)  # type: ignore[no-any-return]
+        return super().compose_node(parent, index)
 
 
 _CaseYamlLoader.add_implicit_resolver(

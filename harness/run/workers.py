@@ -14,6 +14,7 @@ handed to the worker, so adapters registered at run time (tests, plugins) work t
 from __future__ import annotations
 
 import atexit
+import contextlib
 import ctypes
 import importlib
 import multiprocessing
@@ -31,7 +32,7 @@ from typing import Any
 
 from harness.cases.inputs import Inputs
 from harness.cases.model import Case
-from harness.run import determinism, fingerprint
+from harness.run import budget, determinism, fingerprint
 from harness.run.trace import Trace
 from harness.verdict.status import Status
 
@@ -122,8 +123,8 @@ def _worker_main(
             return
         if message is None:
             return
-        case, inputs = message
-        result = _run_case(backend, case, inputs)
+        case, inputs, estimate = message
+        result = _run_case(backend, case, inputs, estimate)
         try:
             conn.send(result)
         except Exception as exc:  # a trace holding something unpicklable (a framework tensor)
@@ -169,21 +170,61 @@ _ORPHANED = 71  # exit status of a worker that found its parent gone
 
 
 def _watch(lifeline: multiprocessing.connection.Connection) -> None:
-    try:
+    with contextlib.suppress(EOFError, OSError):
         lifeline.recv()  # the parent never sends: this returns only when its end closes
-    except (EOFError, OSError):
-        pass
     os._exit(_ORPHANED)
 
 
-def _run_case(backend: Any, case: Case, inputs: Inputs) -> CaseResult:
+def _run_case(backend: Any, case: Case, inputs: Inputs, estimate: int | None) -> CaseResult:
+    limit = _limit_address_space(estimate)
     try:
         reason = backend.unsupported_reason(case)
         if reason:
             return CaseResult(Status.SKIPPED, reason)
         return CaseResult(Status.OK, trace=backend.run(case, inputs))
+    except MemoryError as exc:
+        return CaseResult(Status.CRASHED, f"{memory_limit_note(limit)}: {_describe(exc)}")
     except Exception as exc:  # any failure inside an adapter is a result, not the end of the run
-        return CaseResult(Status.CRASHED, _describe(exc))
+        detail = _describe(exc)
+        if limit is not None and "alloc" in detail.lower():  # torch: "can't allocate memory"
+            detail += f" ({memory_limit_note(limit)})"
+        return CaseResult(Status.CRASHED, detail)
+    finally:
+        _limit_address_space(None)
+
+
+_UNLIMITED: tuple[int, int] | None = None  # this worker's own RLIMIT_AS, before any case
+
+
+def _limit_address_space(estimate: int | None) -> int | None:
+    """Run the next case under ``RLIMIT_AS`` (harness.run.budget.address_space_limit), or
+    with ``None`` restore the worker's own limit; the limit set, or None where there is none.
+
+    Only the soft limit moves, so it can be raised again after the case.
+    """
+    global _UNLIMITED
+    try:
+        import resource
+    except ImportError:  # not POSIX
+        return None
+    if _UNLIMITED is None:
+        _UNLIMITED = resource.getrlimit(resource.RLIMIT_AS)
+    soft, hard = _UNLIMITED
+    current = budget.address_space()
+    if estimate is None or current is None:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+        return None
+    limit = budget.address_space_limit(current, estimate)
+    for bound in (soft, hard):
+        if bound != resource.RLIM_INFINITY:
+            limit = min(limit, bound)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    return limit
+
+
+def memory_limit_note(limit: int | None) -> str:
+    shown = budget.format_size(limit) if limit else "its"
+    return f"memory limit: the case ran past the worker's address-space limit of {shown}"
 
 
 def _describe(exc: BaseException) -> str:
@@ -225,8 +266,9 @@ class Worker:
         self.deadline = time.monotonic() + STARTUP_TIMEOUT
         self.timeout = STARTUP_TIMEOUT
 
-    def submit(self, case: Case, inputs: Inputs, timeout: float) -> None:
-        self.conn.send((case, inputs))
+    def submit(self, case: Case, inputs: Inputs, timeout: float, estimate: int | None) -> None:
+        """Send the next case; ``estimate`` (bytes) sets its address-space limit, None none."""
+        self.conn.send((case, inputs, estimate))
         self.timeout = timeout
         self.deadline = time.monotonic() + timeout
 

@@ -333,3 +333,26 @@ def test_a_case_past_the_address_space_limit_is_crashed_with_a_memory_limit_reas
             assert "MemoryError" in row["detail"]
         else:
             assert row["status"] == "ok", row["detail"]
+
+
+def test_the_cases_that_exhausted_memory_are_refused_in_a_moment_under_the_default_budget(
+    tmp_path, capsys, monkeypatch
+):
+    """Width 64, batch 256, 100,000 steps (3.4 GB in 15 s, then the OOM killer) and
+    sizes [4096]×3 with batch 65,536 (which killed the parent): both pass validate, and
+    neither reaches a worker or has its data drawn."""
+    monkeypatch.delenv(budget.MEMORY_ENV, raising=False)
+    monkeypatch.delenv(budget.OUTPUT_ENV, raising=False)
+    long_run = _wide("long", 100_000)
+    huge = _wide("huge", 1, batch=65_536).replace("[64, 64, 64, 1]", "[4096, 4096, 4096]")
+    write_case(tmp_path, long_run + "---\n" + huge, "greedy.yaml")
+    assert main(["validate", str(tmp_path / "greedy.yaml")]) == 0
+    started = time.perf_counter()
+    out = tmp_path / "out"
+    status = main(["run", str(tmp_path / "greedy.yaml"), "-b", "numpy", "-o", str(out)])
+    assert status == 0
+    assert time.perf_counter() - started < 30
+    table = pd.read_csv(out / "results.csv", keep_default_na=False)
+    assert sorted(table["case"]) == ["huge", "long"]
+    assert table["detail"].str.startswith("refused: estimated to need").all()
+    assert "the limit is 4.0 GiB (--memory-limit" in table["detail"].iloc[0]

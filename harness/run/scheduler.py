@@ -119,7 +119,7 @@ class Lane:
         if self.worker.ready is not None:  # a warm worker; a new one announces itself first
             self.s.settings[self.name] = self.worker.ready.settings
             try:
-                estimate = budget.worker_bytes(case) if self.s.limit_memory else None
+                estimate = budget.worker_bytes(case)  # sets the case's address-space limit
                 self.worker.submit(case, self.s.inputs[case.name], self.s.timeout, estimate)
             except OSError:  # it died while idle: start afresh
                 self.worker.kill()
@@ -136,7 +136,7 @@ class Lane:
                 self._finish_all(Status.CRASHED, f"worker failed to start: {died.reason}")
             else:
                 reason = died.reason
-                if self.s.limit_memory and "killed by" in reason:
+                if reason.endswith("SIGABRT"):  # C++ code aborts when an allocation fails
                     reason += " (under an address-space limit: a memory limit may have ended it)"
                 self._record(self._current(), Status.CRASHED, reason)
                 self._advance()
@@ -204,7 +204,6 @@ class Scheduler:
         timeout: float,
         on_outcome: Callable[[Outcome], None] | None,
         refused: Mapping[str, str] | None = None,
-        limit_memory: bool = True,
     ) -> None:
         self.cases = cases
         self.inputs = inputs
@@ -213,8 +212,6 @@ class Scheduler:
         self.on_outcome = on_outcome
         # Cases the run's budget refused (harness.run.budget), with why: skipped, never sent.
         self.refused = refused or {}
-        # Whether each case runs under an address-space limit (budget.address_space_limit).
-        self.limit_memory = limit_memory
         self.settings: dict[str, dict[str, Any]] = {}  # determinism settings per backend
 
     def report(self, outcome: Outcome, done: int) -> None:

@@ -111,6 +111,17 @@ class GreedyBackend(NumpyBackend):
 GREEDY_BYTES = 768 * 2**20
 
 
+class AbortingBackend(NumpyBackend):
+    """Aborts (SIGABRT) on relu cases, as C++ code does when an allocation fails."""
+
+    name = "aborting"
+
+    def build(self, case: Case, inputs: Inputs) -> Model:
+        if case.network.activation == MISBEHAVES_ON:
+            os.abort()
+        return super().build(case, inputs)
+
+
 class ExitingBackend(NumpyBackend):
     """Ends its process with ``os._exit(3)`` on relu cases, bypassing every handler."""
 

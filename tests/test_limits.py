@@ -356,3 +356,17 @@ def test_the_cases_that_exhausted_memory_are_refused_in_a_moment_under_the_defau
     assert sorted(table["case"]) == ["huge", "long"]
     assert table["detail"].str.startswith("refused: estimated to need").all()
     assert "the limit is 4.0 GiB (--memory-limit" in table["detail"].iloc[0]
+
+
+@pytest.mark.full
+def test_a_worker_that_aborts_is_crashed_with_a_hint_at_the_memory_limit(monkeypatch):
+    register(monkeypatch, {"aborting": "adapters:AbortingBackend"})
+    cases = loader.load_cases([CASES / "mlp-nonsquare.yaml"])
+    raw = run(cases, ["numpy", "aborting"])
+    mine = raw[(raw["backend"] == "aborting") & (raw["status"] == "crashed")]
+    assert len(mine) == sum(c.network.activation == MISBEHAVES_ON for c in cases) > 0
+    assert (
+        mine["detail"]
+        == "worker killed by SIGABRT (under an address-space limit: a memory limit may have "
+        "ended it)"
+    ).all(), mine["detail"].tolist()

@@ -126,6 +126,23 @@ def _parser() -> argparse.ArgumentParser:
         "core, slowest-starting first)",
     )
     run_cmd.add_argument(
+        "--memory-limit",
+        type=_size,
+        default=None,
+        metavar="SIZE",
+        help="memory one case may need (its workers and its rows in this process); a case "
+        "estimated to need more is skipped with the reason, before it runs (default: "
+        "$CROSSGRAD_MEMORY_LIMIT, else 4GiB)",
+    )
+    run_cmd.add_argument(
+        "--output-limit",
+        type=_size,
+        default=None,
+        metavar="SIZE",
+        help="results files of the whole run; a case that would take them past it is skipped "
+        "with the reason (default: $CROSSGRAD_OUTPUT_LIMIT, else 8GiB)",
+    )
+    run_cmd.add_argument(
         "--vectorize",
         action="store_true",
         help="run cases that differ only in values as one batched computation per backend",
@@ -218,8 +235,10 @@ def _run(args: argparse.Namespace) -> int:
         prestart(backends, args.jobs)
 
     from harness.report.coverage import coverage_text
+    from harness.run.budget import from_environment
     from harness.run.pipeline import run_and_report
     from harness.run.progress import ProgressDisplay
+    from harness.run.scheduler import default_jobs
     from harness.verdict.known import load_known
 
     known = [] if args.known == "none" else load_known(Path(args.known))
@@ -240,7 +259,12 @@ def _run(args: argparse.Namespace) -> int:
         vectorize=args.vectorize,
         fail_fast=args.fail_fast,
         log=sys.stderr,
+        budget=from_environment(
+            args.memory_limit, args.output_limit, args.jobs or default_jobs(len(backends))
+        ),
     )
+    for name, reason in result.refused.items():
+        print(f"crossgrad: warning: case {name} not run: {reason}", file=sys.stderr)
     if result.incomplete:
         print(f"crossgrad: report incomplete: {result.incomplete}", file=sys.stderr)
     for line in result.writer.printed_table():
@@ -264,6 +288,15 @@ def _positive_seconds(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text}")
     return value
+
+
+def _size(text: str) -> int:
+    from harness.run.budget import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _positive_int(text: str) -> int:

@@ -79,6 +79,49 @@ class HangingBackend(NumpyBackend):
         return super().build(case, inputs)
 
 
+class MarkedHangingBackend(NumpyBackend):
+    """Hangs in every case, after creating the file ``$CROSSGRAD_TEST_HANG_MARKER`` (so a
+    test knows the worker is inside a case) named by its process id."""
+
+    name = "marked_hanging"
+
+    def build(self, case: Case, inputs: Inputs) -> Model:
+        marker = os.environ["CROSSGRAD_TEST_HANG_MARKER"]
+        with open(f"{marker}.{os.getpid()}", "w", encoding="utf-8"):
+            pass
+        while True:
+            time.sleep(3600)
+
+
+class GreedyBackend(NumpyBackend):
+    """Allocates (and touches) ``GREEDY_BYTES`` on relu cases, far beyond any estimate, as a
+    framework with a runaway buffer would; the other cases run normally."""
+
+    name = "greedy"
+
+    def build(self, case: Case, inputs: Inputs) -> Model:
+        if case.network.activation == MISBEHAVES_ON:
+            import numpy as np
+
+            buffer = np.ones(GREEDY_BYTES // 8)
+            del buffer
+        return super().build(case, inputs)
+
+
+GREEDY_BYTES = 768 * 2**20
+
+
+class AbortingBackend(NumpyBackend):
+    """Aborts (SIGABRT) on relu cases, as C++ code does when an allocation fails."""
+
+    name = "aborting"
+
+    def build(self, case: Case, inputs: Inputs) -> Model:
+        if case.network.activation == MISBEHAVES_ON:
+            os.abort()
+        return super().build(case, inputs)
+
+
 class ExitingBackend(NumpyBackend):
     """Ends its process with ``os._exit(3)`` on relu cases, bypassing every handler."""
 

@@ -94,7 +94,7 @@ BAD_FILES = {
         + "]\n  optimizer.lr: ["
         + ", ".join(f"0.{i:04d}" for i in range(1, 1001))
         + "]\n",
-        ":15:3: matrix: expands to 1,001,000 variants; the limit is 1,000,000",
+        ":15:3: matrix: this matrix expands to 1,001,000 cases: a run may hold at most 1,000,000 cases",
     ),
     "tag constructing an object": (
         GOOD.replace("name: ok-case", "name: !!python/object/apply:os.system [echo owned]"),
@@ -158,7 +158,7 @@ def test_a_file_too_large_to_be_a_case_file_is_refused_unread(tmp_path, capsys):
     with path.open("wb") as handle:
         handle.truncate(MAX_FILE_BYTES + 1)  # sparse: no need to write the bytes
     assert main(["validate", str(path)]) == 2
-    assert f"{path}: file is 16 MiB; a case file may hold at most 16 MiB" in capsys.readouterr().err
+    assert f"{path}: file is 2.0 MiB; a case file may hold at most 2 MiB" in capsys.readouterr().err
 
 
 def test_duplicate_case_names_across_files_name_both_places(tmp_path, capsys):

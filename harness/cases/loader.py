@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from harness.cases.matrix import expand
+from harness.cases.matrix import MAX_VARIANTS, expand, variant_count
 from harness.cases.model import Case
 from harness.cases.schema import check_case
 from harness.cases.yaml_nodes import Located, YamlProblems, parse_documents_leniently
@@ -14,8 +14,12 @@ from harness.errors import CaseError, Problem
 CASE_SUFFIXES = (".yaml", ".yml")
 # Files under cases/ that hold data about cases rather than cases.
 NOT_CASE_FILES = ("known_divergences.yaml",)
-# Far above any hand-written case file; a bigger one is a mistake that would eat memory.
-MAX_FILE_BYTES = 16 * 2**20
+# Far above any hand-written case file (the largest in cases/ is 4 kB); a bigger one is a
+# mistake that would take PyYAML's pure-Python reader many seconds per MiB. Refused unread.
+MAX_FILE_BYTES = 2 * 2**20
+# Cases of one run, matrix variants of every file together: each costs about 2.6 kB once
+# loaded, so a million cases is already 2.6 GB. Counted before a matrix is expanded.
+MAX_CASES = MAX_VARIANTS
 
 
 def discover(paths: Iterable[str | Path]) -> list[Path]:
@@ -48,11 +52,14 @@ def load_cases(paths: Iterable[str | Path]) -> list[Case]:
     """Every case (matrix variants expanded) in ``paths``; raises ``CaseError`` with all problems."""
     cases: list[Case] = []
     problems: list[Problem] = []
+    counted = 0  # cases of the files so far, problems or not
     for file in discover(paths):
-        try:
-            cases += load_file(file)
-        except CaseError as exc:
-            problems += exc.problems
+        found, found_problems, count = _load_file(file, MAX_CASES - counted)
+        cases += found
+        problems += found_problems
+        counted += count
+        if counted > MAX_CASES:  # stop before expanding any further matrix
+            raise CaseError(problems)
     problems += _duplicate_names(cases)
     if problems:
         raise CaseError(problems)
@@ -60,19 +67,34 @@ def load_cases(paths: Iterable[str | Path]) -> list[Case]:
 
 
 def load_file(file: Path) -> list[Case]:
+    cases, problems, _ = _load_file(file, MAX_CASES)
+    if problems:
+        raise CaseError(problems)
+    return cases
+
+
+def _load_file(file: Path, room: int) -> tuple[list[Case], list[Problem], int]:
+    """The cases of one file, its problems, and how many cases it declares (matrices
+    counted, not expanded). Past ``room`` more cases it stops, with a problem saying so and
+    a count above ``room``."""
     filename = str(file)
     try:
         text = _read_text(file)
         documents, problems = parse_documents_leniently(text, filename)
         refused = {(p.line, p.column) for p in problems}  # values already reported as unreadable
     except YamlProblems as exc:
-        raise CaseError(exc.problems) from None
+        return [], exc.problems, 0
     if not documents:
-        raise CaseError(
-            [Problem(filename, 0, 0, "", "empty file: expected a case mapping or 'cases: [...]'")]
-        )
+        message = "empty file: expected a case mapping or 'cases: [...]'"
+        return [], [Problem(filename, 0, 0, "", message)], 0
     cases: list[Case] = []
+    counted = 0
     for node in _case_nodes(documents, filename, problems):
+        count = variant_count(node)
+        if counted + count > room:
+            problems.append(_over_cap(node, filename, count, MAX_CASES - room + counted))
+            return cases, problems, counted + count
+        counted += count
         expanded = expand(node, filename)
         if isinstance(expanded, list):
             problems += expanded
@@ -82,16 +104,29 @@ def load_file(file: Path) -> list[Case]:
             problems += [p for p in found if (p.line, p.column) not in refused]
             if case is not None:
                 cases.append(case)
-    if problems:
-        raise CaseError(problems)
-    return cases
+    return cases, problems, counted
+
+
+def _over_cap(node: Located, filename: str, count: int, before: int) -> Problem:
+    where = node.value.get("matrix", node) if isinstance(node.value, dict) else node
+    what = f"this matrix expands to {count:,} cases" if count > 1 else "this case"
+    if before:
+        what += f", bringing the run to {before + count:,} cases ({before:,} came before it)"
+    message = (
+        f"{what}: a run may hold at most {MAX_CASES:,} cases (matrix variants of every "
+        "file together)"
+    )
+    return Problem(filename, where.line, where.column, "matrix" if count > 1 else "", message)
 
 
 def _read_text(file: Path) -> str:
     try:
         size = file.stat().st_size
         if size > MAX_FILE_BYTES:
-            message = f"file is {size / 2**20:.0f} MiB; a case file may hold at most {MAX_FILE_BYTES // 2**20} MiB"
+            message = (
+                f"file is {size / 2**20:.1f} MiB; a case file may hold at most "
+                f"{MAX_FILE_BYTES / 2**20:g} MiB"
+            )
             raise YamlProblems([Problem(str(file), 0, 0, "", message)])
         data = file.read_bytes()
     except OSError as exc:

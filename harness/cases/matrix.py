@@ -17,7 +17,9 @@ from harness.cases.model import OPTIMIZERS
 from harness.cases.yaml_nodes import Located
 from harness.errors import Problem
 
-# A sweep beyond this many variants is almost surely a typo; each variant is a full case.
+# A sweep beyond this many variants is almost surely a typo; each variant is a full case
+# (about 2.6 kB once loaded). The loader caps the cases of a whole run at the same number
+# (``harness.cases.loader.MAX_CASES``), matrices of every file together.
 MAX_VARIANTS = 1_000_000
 
 _OPTIMIZER_ARGS = "|".join(sorted({k for v in OPTIMIZERS.values() for k in v}))
@@ -46,6 +48,15 @@ def expand(
     keys = list(matrix.value)
     lists = [matrix.value[k].value for k in keys]
     return _variants(node, keys, lists)
+
+
+def variant_count(node: Located) -> int:
+    """How many cases ``node`` expands to (1 without a usable matrix), without expanding it."""
+    matrix = node.value.get("matrix") if isinstance(node.value, dict) else None
+    if matrix is None or not isinstance(matrix.value, dict):
+        return 1
+    lists = [v.value for v in matrix.value.values()]
+    return math.prod(len(v) if isinstance(v, list) else 1 for v in lists)
 
 
 def _variants(
@@ -101,7 +112,7 @@ def _check_matrix(matrix: Located, filename: str) -> list[Problem]:
                     matrix.line,
                     matrix.column,
                     "matrix",
-                    f"expands to {count:,} variants; the limit is {MAX_VARIANTS:,}",
+                    f"expands to {count:,} variants; the limit is {MAX_VARIANTS:,} per matrix",
                 )
             )
     return problems

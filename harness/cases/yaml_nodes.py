@@ -19,14 +19,33 @@ from harness.errors import Problem
 
 # A document whose aliases expand past this many values is refused before it eats memory.
 MAX_NODES = 2_000_000
+# Values written in one file (scalars, lists, mappings, aliases), counted before any Python
+# object is built. The largest hand-written case holds a few hundred; PyYAML's pure-Python
+# composer takes about 4 s per 200,000 values, so a file of plain values far past any case
+# would cost minutes and gigabytes before anything else could refuse it.
+MAX_FILE_VALUES = 100_000
 # Deeper than any case file needs (the deepest is about 8), shallow enough for recursion.
 MAX_DEPTH = 32
 # Collections may carry only the plain YAML tags; scalar tags are checked by the safe loader.
 ALLOWED_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
 
 
+class _TooManyValues(Exception):
+    def __init__(self, mark: yaml.Mark | None) -> None:
+        self.mark = mark
+
+
 class _CaseYamlLoader(yaml.SafeLoader):
-    """SafeLoader that also reads YAML 1.2 floats such as ``1e-3`` (YAML 1.1 says string)."""
+    """SafeLoader that also reads YAML 1.2 floats such as ``1e-3`` (YAML 1.1 says string),
+    and stops composing once a file has more than ``MAX_FILE_VALUES`` values."""
+
+    composed = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node:
+        self.composed += 1
+        if self.composed > MAX_FILE_VALUES:
+            raise _TooManyValues(self.peek_event().start_mark)
+        return super().compose_node(parent, index)
 
 
 _CaseYamlLoader.add_implicit_resolver(
@@ -81,6 +100,7 @@ def parse_documents_leniently(text: str, filename: str) -> tuple[list[Located], 
     checking the rest of the file and report every problem at once. Problems that make
     the text unreadable raise ``YamlProblems``.
     """
+    _count_values(text, filename)
     try:
         loader = _CaseYamlLoader(text)  # checks every character up front
     except yaml.YAMLError as exc:
@@ -96,6 +116,8 @@ def parse_documents_leniently(text: str, filename: str) -> tuple[list[Located], 
         return roots, builder.problems
     except yaml.YAMLError as exc:
         raise YamlProblems([_yaml_problem(exc, text, filename)]) from None
+    except _TooManyValues as exc:
+        raise YamlProblems([_too_many_values(exc.mark, filename)]) from None
     except RecursionError:
         mark = loader.get_mark()
         message = f"invalid YAML: nested more than {MAX_DEPTH} levels deep"
@@ -104,6 +126,39 @@ def parse_documents_leniently(text: str, filename: str) -> tuple[list[Located], 
         ) from None
     finally:
         loader.dispose()
+
+
+def _count_values(text: str, filename: str) -> None:
+    """Refuse a file with more than ``MAX_FILE_VALUES`` values, counted with libyaml's parser
+    (about 0.15 s per million values) before the pure-Python composer sees it.
+
+    The composer counts too (``_CaseYamlLoader.compose_node``), where libyaml is missing;
+    malformed text is left to it, which reports the problem with its own messages.
+    """
+    if not yaml.__with_libyaml__:
+        return
+    parser = yaml.CSafeLoader(text)
+    counted = 0
+    try:
+        while parser.check_event():
+            event = parser.get_event()
+            if isinstance(event, yaml.NodeEvent):
+                counted += 1
+                if counted > MAX_FILE_VALUES:
+                    raise YamlProblems([_too_many_values(event.start_mark, filename)])
+    except yaml.YAMLError:
+        return
+    finally:
+        parser.dispose()
+
+
+def _too_many_values(mark: yaml.Mark | None, filename: str) -> Problem:
+    line, column = (mark.line + 1, mark.column + 1) if mark else (0, 0)
+    message = (
+        f"file holds more than {MAX_FILE_VALUES:,} YAML values, the limit for one file; "
+        "large arrays belong in data: {seed, batch} and network.init"
+    )
+    return Problem(filename, line, column, "", message)
 
 
 def _yaml_problem(exc: yaml.YAMLError, text: str, filename: str) -> Problem:

@@ -27,8 +27,10 @@ from harness.report.coverage import (
 from harness.report.folder import ReportFolder
 from harness.report.repro import case_sources, write_repro
 from harness.report.writer import ReportWriter
+from harness.run.budget import Budget, from_environment
 from harness.run.fingerprint import fingerprint
 from harness.run.outcome import Progress
+from harness.run.scheduler import default_jobs
 from harness.run.session import CHUNK_CASES, FAIL_FAST, RunSession
 from harness.run.workers import DEFAULT_TIMEOUT
 from harness.verdict.compare import compare
@@ -47,6 +49,7 @@ class RunReport:
     coverage: pd.DataFrame
     stale: list[KnownDivergence] = field(default_factory=list)
     incomplete: str | None = None
+    refused: dict[str, str] = field(default_factory=dict)  # cases the budget refused
 
 
 def run_and_report(
@@ -63,13 +66,18 @@ def run_and_report(
     fail_fast: bool = False,
     chunk_cases: int | None = None,
     log: TextIO | None = None,
+    budget: Budget | None = None,
 ) -> RunReport:
     """Run ``cases`` on ``backends`` chunk by chunk and write the report folder ``out``.
 
     The report is written in a fresh folder beside ``out`` that replaces ``out`` whole when
     the run ends, stopped or not (harness/report/folder.py); ``log`` is told where it is.
-    ``chunk_cases`` defaults to ``CHUNK_CASES`` as it is when called (tests shrink it).
+    ``chunk_cases`` defaults to ``CHUNK_CASES`` as it is when called (tests shrink it); a
+    chunk is also cut where its rows would not fit in half of ``budget.memory``, and cases
+    that do not fit ``budget`` at all are refused (``harness.run.budget``).
     """
+    if budget is None:
+        budget = from_environment(workers=jobs or default_jobs(len(backends)))
     with ReportFolder(out, "run", log) as folder:
         counts: CoverageCounts = Counter()
         covered: set[str] = set()
@@ -82,6 +90,7 @@ def run_and_report(
             reference,
             fail_fast=fail_fast,
             chunk_cases=chunk_cases or CHUNK_CASES,
+            budget=budget,
         )
         with session, ReportWriter(folder.path) as writer:
             chunks = session.chunks(progress, vectorize=vectorize, timeout=timeout, jobs=jobs)
@@ -119,6 +128,7 @@ def run_and_report(
             coverage=knob_coverage,
             stale=stale,
             incomplete=session.incomplete,
+            refused=session.refused,
         )
 
 

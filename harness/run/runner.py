@@ -7,7 +7,7 @@ there becomes a ``crashed`` row for that case and the run goes on.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -45,6 +45,7 @@ def run(
     jobs: int | None = None,
     on_outcome: Callable[[Outcome], None] | None = None,
     inputs: dict[str, Inputs] | None = None,
+    refused: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """Raw results of every case on every backend, not yet compared.
 
@@ -52,12 +53,15 @@ def run(
     ``on_outcome`` sees every outcome as soon as it is known (to stream it to disk, or to
     stop the run by raising). Rows come back in backend order, then case order, however
     the workers interleaved. ``inputs`` (by case name) replaces the values the cases
-    would make, as when a float64 control starts from a float32 run's numbers.
+    would make, as when a float64 control starts from a float32 run's numbers. ``refused``
+    (by case name) are cases the run's budget refused (``harness.run.budget.refusals``):
+    each is one ``skipped`` row per backend with the reason, and never reaches a worker.
     """
     determinism.apply_environment()
+    refused = refused or {}
     if inputs is None:
-        inputs = {case.name: make_inputs(case) for case in cases}
-    scheduler = Scheduler(cases, inputs, progress, timeout, on_outcome)
+        inputs = {case.name: make_inputs(case) for case in cases if case.name not in refused}
+    scheduler = Scheduler(cases, inputs, progress, timeout, on_outcome, refused)
     outcomes = scheduler.run(backends, jobs or default_jobs(len(backends)))
     frames = [outcomes_frame(outcomes[name]) for name in backends]
     raw = pd.concat(frames, ignore_index=True) if frames else empty_frame()

@@ -10,14 +10,14 @@ is ``crashed`` with the reason and the lane goes on in a fresh worker.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from backends import registry
 from harness.cases.inputs import Inputs
 from harness.cases.model import Case
 from harness.errors import BackendUnavailable, UnknownBackend
-from harness.run import workers
+from harness.run import budget, workers
 from harness.run.outcome import Outcome, Progress
 from harness.run.workers import CaseResult, Ready, Worker, WorkerDied, WorkerSpec
 from harness.verdict.status import Status
@@ -106,7 +106,7 @@ class Lane:
         cases = self.s.cases
         while self.position < len(cases):
             case = cases[self.position]
-            reason = case.backends.excludes(self.name)
+            reason = case.backends.excludes(self.name) or self.s.refused.get(case.name)
             if not reason:
                 break
             self._record(case, Status.SKIPPED, reason)
@@ -119,7 +119,8 @@ class Lane:
         if self.worker.ready is not None:  # a warm worker; a new one announces itself first
             self.s.settings[self.name] = self.worker.ready.settings
             try:
-                self.worker.submit(case, self.s.inputs[case.name], self.s.timeout)
+                estimate = budget.worker_bytes(case)  # sets the case's address-space limit
+                self.worker.submit(case, self.s.inputs[case.name], self.s.timeout, estimate)
             except OSError:  # it died while idle: start afresh
                 self.worker.kill()
                 self.worker = workers.Worker(self.spec)
@@ -134,7 +135,10 @@ class Lane:
             if starting:
                 self._finish_all(Status.CRASHED, f"worker failed to start: {died.reason}")
             else:
-                self._record(self._current(), Status.CRASHED, died.reason)
+                reason = died.reason
+                if reason.endswith("SIGABRT"):  # C++ code aborts when an allocation fails
+                    reason += " (under an address-space limit: a memory limit may have ended it)"
+                self._record(self._current(), Status.CRASHED, reason)
                 self._advance()
             return
         if isinstance(message, Ready):
@@ -199,12 +203,15 @@ class Scheduler:
         progress: Progress | None,
         timeout: float,
         on_outcome: Callable[[Outcome], None] | None,
+        refused: Mapping[str, str] | None = None,
     ) -> None:
         self.cases = cases
         self.inputs = inputs
         self.progress = progress
         self.timeout = timeout
         self.on_outcome = on_outcome
+        # Cases the run's budget refused (harness.run.budget), with why: skipped, never sent.
+        self.refused = refused or {}
         self.settings: dict[str, dict[str, Any]] = {}  # determinism settings per backend
 
     def report(self, outcome: Outcome, done: int) -> None:

@@ -29,6 +29,7 @@ from harness.cases.model import Case
 from harness.errors import BackendUnavailable
 from harness.report.folder import MARK, RUN_FILE
 from harness.report.writer import atomic_write_text
+from harness.run import budget as budgets
 from harness.run import determinism
 from harness.run.interrupts import Interrupted, SignalGuard
 from harness.run.outcome import Outcome
@@ -61,6 +62,7 @@ class RunSession:
         *,
         fail_fast: bool = False,
         chunk_cases: int = CHUNK_CASES,
+        budget: budgets.Budget | None = None,
     ) -> None:
         self.out = out
         self.cases = cases
@@ -68,6 +70,9 @@ class RunSession:
         self.reference = reference
         self.fail_fast = fail_fast
         self.chunk_cases = chunk_cases
+        self.budget = budget or budgets.from_environment()
+        # Cases that do not fit the budget, with why: skipped rows, never run.
+        self.refused = budgets.refusals(cases, len(backends), self.budget)
         self.finished = 0  # case × backend pairs with a result
         self.stopped: str | None = None  # why the run ended early
         self.status: int | None = None  # exit status forced by the stop
@@ -124,8 +129,11 @@ class RunSession:
                 self._write_run_file("running")
                 self._stream = _create(self.out / PARTIAL_FILE)
                 sizes = group_sizes(self.cases) if vectorize else None
-                for start in range(0, len(self.cases), self.chunk_cases):
-                    chunk = self.cases[start : start + self.chunk_cases]
+                bounds = budgets.chunk_bounds(
+                    self.cases, len(self.backends), self.chunk_cases, self.budget, self.refused
+                )
+                for start, end in bounds:
+                    chunk = self.cases[start:end]
                     raw = None
                     if self.stopped is None:
                         raw = self._run_chunk(chunk, start, progress, sizes, **options)
@@ -183,6 +191,7 @@ class RunSession:
         sizes: Mapping[Hashable, int] | None,
         **options: Any,
     ) -> pd.DataFrame:
+        refused = {c.name: self.refused[c.name] for c in chunk if c.name in self.refused}
         if sizes is not None:
             return vectorized_run(
                 chunk,
@@ -191,9 +200,12 @@ class RunSession:
                 sizes=sizes,
                 on_outcome=self.record,
                 on_rows=self._stream_rows,
+                refused=refused,
                 **options,
             )
-        return run(chunk, self.backends, reporter, on_outcome=self.record, **options)
+        return run(
+            chunk, self.backends, reporter, on_outcome=self.record, refused=refused, **options
+        )
 
     def record(self, outcome: Outcome) -> None:
         """Stream one outcome to disk; under ``--fail-fast``, stop at the first failure."""
@@ -283,6 +295,11 @@ class RunSession:
             "pairs_finished": self.finished,
             "rows": self.rows,
             "options": {k: v for k, v in self.options.items() if k in ("timeout", "jobs")},
+            "limits": {
+                "memory_bytes": self.budget.memory,
+                "output_bytes": self.budget.output,
+                "refused_cases": len(self.refused),
+            },
             "python": platform.python_version(),
             "determinism": {
                 "environment": determinism.apply_environment(),

@@ -83,10 +83,12 @@ def run(
     cases are in another chunk of the run.
     """
     determinism.apply_environment()
-    inputs = {case.name: make_inputs(case) for case in cases}
+    refused = loop_options.get("refused") or {}  # the per-case path reports them as skipped
+    runnable = [case for case in cases if case.name not in refused]
+    inputs = {case.name: make_inputs(case) for case in runnable}
     batches = [
         (group, BatchInputs.stack([inputs[case.name] for case in group]))
-        for group in groups(cases, inputs)
+        for group in groups(runnable, inputs)
         if len(group) > 1
         or (sizes is not None and sizes.get(group_key(group[0], _batch_rows(group[0])), 0) > 1)
     ]

@@ -14,12 +14,15 @@ handed to the worker, so adapters registered at run time (tests, plugins) work t
 from __future__ import annotations
 
 import atexit
+import contextlib
+import ctypes
 import importlib
 import multiprocessing
 import multiprocessing.connection
 import os
 import signal
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Iterator
@@ -29,7 +32,7 @@ from typing import Any
 
 from harness.cases.inputs import Inputs
 from harness.cases.model import Case
-from harness.run import determinism, fingerprint
+from harness.run import budget, determinism, fingerprint
 from harness.run.trace import Trace
 from harness.verdict.status import Status
 
@@ -89,8 +92,15 @@ class WorkerDied(Exception):
 # -- the worker process -------------------------------------------------------------------
 
 
-def _worker_main(spec: WorkerSpec, conn: multiprocessing.connection.Connection) -> None:
+def _worker_main(
+    spec: WorkerSpec,
+    conn: multiprocessing.connection.Connection,
+    lifeline: multiprocessing.connection.Connection,
+    parent: int,
+    death_signal: bool,
+) -> None:
     """Entry point of a worker: build the adapter once, then run cases until told to stop."""
+    _die_with_parent(lifeline, parent, death_signal)
     # The parent decides what an interrupt means; a terminal's Ctrl-C reaches every process.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.dup2(2, 1)  # framework chatter on stdout would mix into the printed summary table
@@ -113,8 +123,8 @@ def _worker_main(spec: WorkerSpec, conn: multiprocessing.connection.Connection) 
             return
         if message is None:
             return
-        case, inputs = message
-        result = _run_case(backend, case, inputs)
+        case, inputs, estimate = message
+        result = _run_case(backend, case, inputs, estimate)
         try:
             conn.send(result)
         except Exception as exc:  # a trace holding something unpicklable (a framework tensor)
@@ -123,14 +133,98 @@ def _worker_main(spec: WorkerSpec, conn: multiprocessing.connection.Connection) 
             )
 
 
-def _run_case(backend: Any, case: Case, inputs: Inputs) -> CaseResult:
+# linux/prctl.h
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(
+    lifeline: multiprocessing.connection.Connection, parent: int, death_signal: bool
+) -> None:
+    """End this worker the moment its parent dies, even by SIGKILL, whatever it is running.
+
+    Two mechanisms, because a parent killed outright runs no cleanup and a worker left
+    behind is no longer bound by ``--timeout``:
+
+    - on Linux, the kernel sends SIGKILL when the parent dies (``PR_SET_PDEATHSIG``). It
+      fires when the *thread* that started the worker ends, so it is asked for only when
+      the worker was started from the main thread (``death_signal``). If the parent died
+      before the request, nothing would be sent: the worker checks that its parent is
+      still the process that started it;
+    - everywhere, a thread waits on ``lifeline``, a pipe whose other end only the parent
+      holds: when the parent dies the pipe reads as closed, and the thread ends the
+      process (it needs the interpreter lock, which a framework's C code releases
+      while it computes).
+    """
+    if death_signal and sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass  # the lifeline still holds
+    if os.getppid() != parent:
+        os._exit(_ORPHANED)
+    threading.Thread(target=_watch, args=(lifeline,), name="lifeline", daemon=True).start()
+
+
+_ORPHANED = 71  # exit status of a worker that found its parent gone
+
+
+def _watch(lifeline: multiprocessing.connection.Connection) -> None:
+    with contextlib.suppress(EOFError, OSError):
+        lifeline.recv()  # the parent never sends: this returns only when its end closes
+    os._exit(_ORPHANED)
+
+
+def _run_case(backend: Any, case: Case, inputs: Inputs, estimate: int | None) -> CaseResult:
+    limit = _limit_address_space(estimate)
     try:
         reason = backend.unsupported_reason(case)
         if reason:
             return CaseResult(Status.SKIPPED, reason)
         return CaseResult(Status.OK, trace=backend.run(case, inputs))
+    except MemoryError as exc:
+        return CaseResult(Status.CRASHED, f"{memory_limit_note(limit)}: {_describe(exc)}")
     except Exception as exc:  # any failure inside an adapter is a result, not the end of the run
-        return CaseResult(Status.CRASHED, _describe(exc))
+        detail = _describe(exc)
+        if limit is not None and "alloc" in detail.lower():  # torch: "can't allocate memory"
+            detail += f" ({memory_limit_note(limit)})"
+        return CaseResult(Status.CRASHED, detail)
+    finally:
+        _limit_address_space(None)
+
+
+_UNLIMITED: tuple[int, int] | None = None  # this worker's own RLIMIT_AS, before any case
+
+
+def _limit_address_space(estimate: int | None) -> int | None:
+    """Run the next case under ``RLIMIT_AS`` (harness.run.budget.address_space_limit), or
+    with ``None`` restore the worker's own limit; the limit set, or None where there is none.
+
+    Only the soft limit moves, so it can be raised again after the case.
+    """
+    global _UNLIMITED
+    try:
+        import resource
+    except ImportError:  # not POSIX
+        return None
+    if _UNLIMITED is None:
+        _UNLIMITED = resource.getrlimit(resource.RLIMIT_AS)
+    soft, hard = _UNLIMITED
+    current = budget.address_space()
+    if estimate is None or current is None:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+        return None
+    limit = budget.address_space_limit(current, estimate)
+    for bound in (soft, hard):
+        if bound != resource.RLIM_INFINITY:
+            limit = min(limit, bound)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    return limit
+
+
+def memory_limit_note(limit: int | None) -> str:
+    shown = budget.format_size(limit) if limit else "its"
+    return f"memory limit: the case ran past the worker's address-space limit of {shown}"
 
 
 def _describe(exc: BaseException) -> str:
@@ -149,9 +243,12 @@ class Worker:
         self.spec = spec
         context = multiprocessing.get_context("spawn")
         self.conn, child_conn = context.Pipe()
+        # Only this process holds the write end: the worker sees it close when we die.
+        child_lifeline, self.lifeline = context.Pipe(duplex=False)
+        main_thread = threading.current_thread() is threading.main_thread()
         self.process: SpawnProcess = context.Process(
             target=_worker_main,
-            args=(spec, child_conn),
+            args=(spec, child_conn, child_lifeline, os.getpid(), main_thread),
             name=f"crossgrad-{spec.backend}",
             daemon=True,
         )
@@ -163,13 +260,15 @@ class Worker:
         finally:
             sys.path[:] = saved
         child_conn.close()
+        child_lifeline.close()
         _LIVE.add(self)
         self.ready: Ready | None = None
         self.deadline = time.monotonic() + STARTUP_TIMEOUT
         self.timeout = STARTUP_TIMEOUT
 
-    def submit(self, case: Case, inputs: Inputs, timeout: float) -> None:
-        self.conn.send((case, inputs))
+    def submit(self, case: Case, inputs: Inputs, timeout: float, estimate: int | None) -> None:
+        """Send the next case; ``estimate`` (bytes) sets its address-space limit, None none."""
+        self.conn.send((case, inputs, estimate))
         self.timeout = timeout
         self.deadline = time.monotonic() + timeout
 
@@ -194,6 +293,7 @@ class Worker:
 
     def close(self) -> None:
         self.conn.close()
+        self.lifeline.close()
         _LIVE.discard(self)
 
 

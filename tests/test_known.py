@@ -87,7 +87,7 @@ def test_an_entry_outside_what_ran_is_neither_matched_nor_stale(tmp_path):
     )
     entries = load_known(
         write_case(
-            tmp_path, ENTRY.format(id="other", backend="jax", case="*", extra=""), "known.yaml"
+            tmp_path, ENTRY.format(id="other", backend="jax", case="seed-*", extra=""), "known.yaml"
         )
     )
     _, stale = apply_known(table, cases, entries)
@@ -138,8 +138,9 @@ def test_patterns_treat_brackets_literally(name, pattern, expected):
     assert matches(name, pattern) is expected
 
 
-def test_missing_known_file_means_no_entries(tmp_path):
-    assert load_known(tmp_path / "absent.yaml") == []
+def test_a_missing_known_file_is_an_error_naming_it(tmp_path):
+    with pytest.raises(CaseError, match="absent.yaml: cannot read the known divergences: no such file"):
+        load_known(tmp_path / "absent.yaml")
 
 
 def test_load_known_reports_every_problem(tmp_path):

@@ -41,6 +41,13 @@ _NOT_XML = re.compile(
 )
 _LINE_BREAK = re.compile("\r\n|[\r\n\t\x0b\x0c\x85\u2028\u2029]")
 _BACKTICKS = re.compile("`+")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def storable(text: str) -> str:
+    """``text`` with each lone surrogate replaced by U+FFFD: a table (Arrow, UTF-8 files)
+    cannot hold one, and an adapter's exception message may."""
+    return _SURROGATE.sub("\ufffd", text)
 
 
 def visible(char: str) -> str:

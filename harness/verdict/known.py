@@ -40,6 +40,7 @@ from harness.cases.patterns import matches
 from harness.cases.schema import NAME_PATTERN
 from harness.cases.yaml_nodes import Located, YamlProblems, parse_documents
 from harness.errors import CaseError, Problem
+from harness.text import storable
 from harness.verdict.status import Status
 
 ENTRY_KEYS = (
@@ -108,14 +109,15 @@ class KnownDivergence:
 def case_attribute(case: Case, path: str) -> Any:
     """The value at a dotted path of a case, as written in YAML (``optimizer.momentum``)."""
     head, _, rest = path.partition(".")
-    if head == "optimizer" and rest not in ("", "name"):
-        return case.optimizer.args.get(rest)
-    if head == "loss" and rest not in ("", "name"):
-        return case.loss.args.get(rest)
     value: Any = case
-    for part in path.split("."):
-        value = getattr(value, part, None)
-    return list(value) if isinstance(value, tuple) else value
+    if head == "optimizer" and rest not in ("", "name"):
+        value = case.optimizer.args.get(rest)
+    elif head == "loss" and rest not in ("", "name"):
+        value = case.loss.args.get(rest)
+    else:
+        for part in path.split("."):
+            value = getattr(value, part, None)
+    return list(value) if isinstance(value, tuple) else value  # YAML has lists (betas, sizes)
 
 
 def known_option(value: str | None) -> list[KnownDivergence]:
@@ -343,7 +345,7 @@ def match_known(
             continue
         matched_ids.add(entry.id)
         status[matched] = Status.KNOWN
-        detail[matched] = f"known divergence {entry.id}: {entry.reason}"
+        detail[matched] = storable(f"known divergence {entry.id}: {entry.reason}")
     table = table.assign(status=status, detail=detail)
     return table, covered_ids, matched_ids
 

@@ -19,7 +19,7 @@ from backends import registry
 from harness.errors import BackendUnavailable, CaseError, CrossgradError, UnknownBackend, UsageError
 from harness.run import determinism
 from harness.run.workers import DEFAULT_TIMEOUT
-from harness.text import safe_output, unfiltered
+from harness.text import safe_output, terminal, unfiltered
 
 if TYPE_CHECKING:
     from harness.cases.model import Case
@@ -371,7 +371,12 @@ def _backends(args: argparse.Namespace) -> int:
         except BackendUnavailable as exc:
             reason, version = exc.reason, ""
         rows.append(
-            (name, f"unavailable ({reason})" if reason else "available", version, entry.source)
+            (
+                terminal(name),
+                f"unavailable ({terminal(reason)})" if reason else "available",
+                terminal(version),
+                terminal(entry.source),
+            )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for row in rows:

@@ -264,3 +264,13 @@ def test_every_case_name_in_the_library_is_safe_as_it_is():
     for case in load_cases([str(CASES)]):
         assert text.markdown(case.name) == case.name
         assert text.xml(case.name) == text.terminal(case.name) == case.name
+
+
+def test_the_check_adapter_table_keeps_one_line_per_check():
+    from harness.conformance.checks import FAIL, PASS, CheckResult
+    from harness.conformance.formatting import format_results
+
+    results = [CheckResult("c" + HOSTILE_TEXT, FAIL, HOSTILE_TEXT), CheckResult("d", PASS)]
+    lines = format_results(results).splitlines()
+    assert len(lines) == 2 + len(results) + 2  # header, rule, checks, blank, totals
+    assert not any(RAW_CONTROL.search(line) for line in lines)

@@ -19,6 +19,7 @@ from backends import registry
 from harness.errors import BackendUnavailable, CaseError, CrossgradError, UnknownBackend, UsageError
 from harness.run import determinism
 from harness.run.workers import DEFAULT_TIMEOUT
+from harness.text import safe_output, terminal, unfiltered
 
 if TYPE_CHECKING:
     from harness.cases.model import Case
@@ -26,12 +27,19 @@ if TYPE_CHECKING:
 # The commands import what they use when they run: a spawned worker process re-imports
 # the module that started it (this one, via the console script), and pandas, the reports
 # and the comparison code would cost every worker most of a second of CPU for nothing.
-DEFAULT_KNOWN = "cases/known_divergences.yaml"
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Everything printed goes through harness.text: no control character or escape
+    # sequence from a case name, a path or an adapter's message reaches the terminal, and
+    # a stream that cannot encode "×" (PYTHONIOENCODING=ascii) gets an escape, not a crash.
+    with safe_output():
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     determinism.apply_environment()
@@ -96,9 +104,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     run_cmd.add_argument(
         "--known",
-        default=DEFAULT_KNOWN,
+        default=None,
         metavar="FILE",
-        help="triaged divergences reported as 'known' (default: cases/known_divergences.yaml; 'none' to disable)",
+        help="triaged divergences reported as 'known' (default: the built-in cases' "
+        "known_divergences.yaml, from any working directory; 'none' to disable)",
     )
     run_cmd.add_argument(
         "--out",
@@ -215,9 +224,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     check_cmd.add_argument(
         "--known",
-        default=DEFAULT_KNOWN,
+        default=None,
         metavar="FILE",
-        help="triaged divergences reported as 'known' (default: cases/known_divergences.yaml; 'none' to disable)",
+        help="triaged divergences reported as 'known' (default: the built-in cases' "
+        "known_divergences.yaml, from any working directory; 'none' to disable)",
     )
     check_cmd.set_defaults(handler=_check_adapter)
     return parser
@@ -239,9 +249,9 @@ def _run(args: argparse.Namespace) -> int:
     from harness.run.pipeline import run_and_report
     from harness.run.progress import ProgressDisplay
     from harness.run.scheduler import default_jobs
-    from harness.verdict.known import load_known
+    from harness.verdict.known import known_option
 
-    known = [] if args.known == "none" else load_known(Path(args.known))
+    known = known_option(args.known)
     print(
         f"crossgrad: {len(cases)} case{'s' * (len(cases) != 1)} on {', '.join(backends)} (reference: {args.reference})",
         file=sys.stderr,
@@ -253,7 +263,7 @@ def _run(args: argparse.Namespace) -> int:
         backends,
         args.reference,
         known,
-        ProgressDisplay(backends, len(cases), sys.stderr),
+        ProgressDisplay(backends, len(cases), unfiltered(sys.stderr)),
         timeout=args.timeout,
         jobs=args.jobs,
         vectorize=args.vectorize,
@@ -410,9 +420,9 @@ def _validate(args: argparse.Namespace) -> int:
 
 def _check_adapter(args: argparse.Namespace) -> int:
     from harness.conformance.battery import check_adapter
-    from harness.verdict.known import load_known
+    from harness.verdict.known import known_option
 
-    known = [] if args.known == "none" else load_known(Path(args.known))
+    known = known_option(args.known)
     results, table = check_adapter(args.name, args.reference, args.check, known)
     if not results:
         raise UsageError(f"no conformance check matches --check {' '.join(args.check)}")
@@ -430,7 +440,12 @@ def _backends(args: argparse.Namespace) -> int:
         except BackendUnavailable as exc:
             reason, version = exc.reason, ""
         rows.append(
-            (name, f"unavailable ({reason})" if reason else "available", version, entry.source)
+            (
+                terminal(name),
+                f"unavailable ({terminal(reason)})" if reason else "available",
+                terminal(version),
+                terminal(entry.source),
+            )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for row in rows:

@@ -198,3 +198,23 @@ def _too_large(right: Activation) -> Activation:
         lambda z: right.value(z) * WRONG_LAYER_FACTOR,
         lambda z, _: right.derivative(z, right.value(z)),
     )
+
+
+# Every character that is not safe to write as it is somewhere: each C0 control, DEL, C1
+# controls (CSI among them), a lone surrogate, a bidi override, and markup for Markdown,
+# HTML and XML, including a newline that would add a row to summary.md's table.
+HOSTILE_TEXT = (
+    "".join(map(chr, range(0x20)))
+    + "\x7f\x85\x9b[31m\ud800\u202e"
+    + "]]><script>alert(1)</script><img src=x onerror=alert(1)>&amp;`x` ![i](http://x)"
+    + "\n| fake | row | ok |\x1b[2K\x1b[1F"
+)
+
+
+class HostileMessageBackend(NumpyBackend):
+    """Crashes with an exception message made of ``HOSTILE_TEXT``, as an adapter might."""
+
+    name = "hostile"
+
+    def build(self, case: Case, inputs: Inputs) -> Model:
+        raise RuntimeError(HOSTILE_TEXT)

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+import random
+import re
+import time
+
 import pandas as pd
 import pytest
 from support import CASES, write_case
@@ -10,7 +15,14 @@ from harness.cases.loader import load_cases
 from harness.cases.patterns import matches
 from harness.cli import main
 from harness.errors import CaseError
-from harness.verdict.known import apply_known, load_known
+from harness.verdict.known import (
+    BUILTIN_KNOWN,
+    WHERE_PATHS,
+    apply_known,
+    case_attribute,
+    known_option,
+    load_known,
+)
 
 ENTRY = """\
 divergences:
@@ -87,7 +99,7 @@ def test_an_entry_outside_what_ran_is_neither_matched_nor_stale(tmp_path):
     )
     entries = load_known(
         write_case(
-            tmp_path, ENTRY.format(id="other", backend="jax", case="*", extra=""), "known.yaml"
+            tmp_path, ENTRY.format(id="other", backend="jax", case="seed-*", extra=""), "known.yaml"
         )
     )
     _, stale = apply_known(table, cases, entries)
@@ -138,8 +150,10 @@ def test_patterns_treat_brackets_literally(name, pattern, expected):
     assert matches(name, pattern) is expected
 
 
-def test_missing_known_file_means_no_entries(tmp_path):
-    assert load_known(tmp_path / "absent.yaml") == []
+def test_a_missing_known_file_is_an_error_naming_it(tmp_path):
+    message = "absent.yaml: cannot read the known divergences: no such file"
+    with pytest.raises(CaseError, match=re.escape(message)):
+        load_known(tmp_path / "absent.yaml")
 
 
 def test_load_known_reports_every_problem(tmp_path):
@@ -147,3 +161,166 @@ def test_load_known_reports_every_problem(tmp_path):
     with pytest.raises(CaseError) as info:
         load_known(path)
     assert len(info.value.problems) >= 3
+
+
+# -- patterns are matched in linear time ------------------------------------------------
+
+
+def test_a_pathological_pattern_against_a_long_name_takes_no_time():
+    # As a regular expression (.*a.*a...b) this backtracks: 50 characters took a minute.
+    started = time.perf_counter()
+    assert not matches("a" * 100_000, "*a" * 9 + "*b")
+    assert not matches("a" * 100_000, "*a?" * 30 + "*b")
+    assert matches("a" * 100_000 + "b", "*a" * 9 + "*b")
+    assert time.perf_counter() - started < 0.5  # generous: it takes microseconds
+
+
+def test_patterns_agree_with_the_wildcard_definition():
+    """``*`` any run, ``?`` any one character, everything else itself, on every small case."""
+    rng = random.Random(14)
+    for _ in range(20_000):
+        name = "".join(rng.choice("ab[]") for _ in range(rng.randint(0, 8)))
+        pattern = "".join(rng.choice("ab[]*?") for _ in range(rng.randint(0, 6)))
+        assert matches(name, pattern) is _by_definition(name, pattern), (name, pattern)
+
+
+def _by_definition(name: str, pattern: str) -> bool:
+    if not pattern:
+        return not name
+    if pattern[0] == "*":
+        return any(_by_definition(name[i:], pattern[1:]) for i in range(len(name) + 1))
+    return bool(name) and pattern[0] in ("?", name[0]) and _by_definition(name[1:], pattern[1:])
+
+
+def test_a_known_file_with_a_pathological_pattern_is_matched_quickly(tmp_path):
+    entries = load_known(
+        write_case(
+            tmp_path,
+            ENTRY.format(id="slow", backend="'*'", case="*a" * 9 + "*b", extra=""),
+            "known.yaml",
+        )
+    )
+    case = load_cases(["cases/seed.yaml"])[0]
+    long_name = dataclasses.replace(case, name="a" * 10_000)
+    started = time.perf_counter()
+    assert not entries[0].covers(long_name, "torch")
+    assert time.perf_counter() - started < 0.5
+
+
+# -- entries that could never match, or that match everything ------------------------------
+
+
+def _problems(tmp_path, body: str) -> str:
+    path = write_case(tmp_path, "divergences:\n" + body, "known.yaml")
+    with pytest.raises(CaseError) as info:
+        load_known(path)
+    return str(info.value)
+
+
+BODY = """\
+  - id: e
+    backend: "*"
+{extra}
+    measured: m
+    reason: r
+    source: s
+"""
+
+
+def test_an_entry_that_covers_every_case_is_an_error_unless_it_says_so(tmp_path, capsys):
+    path = write_case(tmp_path, "divergences:\n" + BODY.format(extra=""), "known.yaml")
+    args = ["run", "cases/seed.yaml", "-b", "numpy", "--out", str(tmp_path / "o")]
+    assert main([*args, "--known", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}:2:5: divergences.0: entry 'e' covers every case on backend '*'" in err
+    assert "all_cases: true" in err
+    for cases in ('cases: ["*"]', 'cases: ["seed*", "**"]', 'cases: ["?*"]'):
+        assert "covers every case" in _problems(tmp_path, BODY.format(extra="    " + cases))
+    acknowledged = write_case(
+        tmp_path, "divergences:\n" + BODY.format(extra="    all_cases: true"), "ack.yaml"
+    )
+    assert load_known(acknowledged)[0].all_cases
+    both = BODY.format(extra="    all_cases: true\n    cases: [seed*]")
+    assert "divergences.0.all_cases: all_cases: true says" in _problems(tmp_path, both)
+
+
+@pytest.mark.parametrize("key", ["cases", "quantities", "params"])
+def test_an_empty_list_is_an_error(tmp_path, key):
+    body = BODY.format(extra=f"    where: {{dtype: float64}}\n    {key}: []")
+    column = len(f"    {key}: ") + 1
+    problems = _problems(tmp_path, body)
+    assert f"known.yaml:5:{column}: divergences.0.{key}: empty list" in problems
+
+
+def test_a_where_key_that_is_no_case_key_is_an_error_listing_the_valid_ones(tmp_path):
+    body = BODY.format(extra="    where: {optimizer.nme: adam, dtype: float64}")
+    problems = _problems(tmp_path, body)
+    assert "known.yaml:4:13: divergences.0.where.optimizer.nme: not a case key path" in problems
+    assert "did you mean 'optimizer.name'?" in problems
+    for valid in ("optimizer.name", "optimizer.weight_decay", "dtype", "network.activation"):
+        assert valid in problems.partition("expected one of: ")[2]
+
+
+@pytest.mark.parametrize(
+    "where, message",
+    [
+        ("{dtype: float65}", "where.dtype: unknown value 'float65' (did you mean 'float64'?)"),
+        ("{optimizer.name: [adam, adamm]}", "where.optimizer.name: unknown value 'adamm'"),
+        ("{dtype: []}", "where.dtype: empty list"),
+        ("{}", "where: empty mapping"),
+    ],
+)
+def test_a_where_value_no_case_can_have_is_an_error(tmp_path, where, message):
+    assert message in _problems(tmp_path, BODY.format(extra=f"    where: {where}"))
+
+
+def test_every_where_path_reads_a_value_of_some_case_in_the_library():
+    cases = load_cases([str(CASES)])
+    for path, choices in WHERE_PATHS.items():
+        values = [case_attribute(case, path) for case in cases]
+        assert any(v is not None for v in values), path
+        if choices is not None:
+            assert {v for v in values if v is not None} <= set(choices), path
+
+
+def test_a_where_on_betas_matches_the_case_that_has_them(tmp_path):
+    body = BODY.format(extra="    where: {optimizer.betas: [0.8, 0.99]}")
+    entries = load_known(write_case(tmp_path, "divergences:\n" + body, "known.yaml"))
+    cases = load_cases([str(CASES)])
+    covered = [c for c in cases if entries[0].covers(c, "torch")]
+    assert covered and all(c.optimizer.args["betas"] == (0.8, 0.99) for c in covered)
+
+
+def test_an_id_must_be_a_plain_name(tmp_path):
+    body = BODY.format(extra="    cases: [seed*]").replace("id: e", 'id: "a|b <x>"')
+    assert "divergences.0.id: expected letters, digits" in _problems(tmp_path, body)
+
+
+# -- which file ---------------------------------------------------------------------------
+
+
+def test_a_known_file_that_does_not_exist_is_exit_2(tmp_path, capsys):
+    args = ["run", "cases/seed.yaml", "-b", "numpy", "--out", str(tmp_path / "o")]
+    assert main([*args, "--known", str(tmp_path / "typo.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'typo.yaml'}: cannot read the known divergences: no such file" in err
+    assert "Traceback" not in err
+
+
+def test_the_built_in_file_is_found_from_any_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert BUILTIN_KNOWN == CASES / "known_divergences.yaml"
+    assert [e.id for e in known_option(None)] == [e.id for e in load_known(BUILTIN_KNOWN)]
+    assert known_option("none") == []
+
+
+@pytest.mark.full
+def test_a_run_from_another_directory_applies_the_built_in_entries(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "out"
+    args = ["run", str(CASES / "edge_cases.yaml"), "-b", "torch", "-k", "edge-softplus-threshold*"]
+    assert main([*args, "--out", str(out)]) == 0
+    table = pd.read_parquet(out / "results.parquet")
+    torch = table[(table["backend"] == "torch") & (table["case"].str.endswith("float64]"))]
+    assert "known" in set(torch["status"]) and "diverged" not in set(torch["status"])
+    assert torch["detail"].str.contains("torch-softplus-threshold").any()

@@ -31,6 +31,11 @@ _MATRIX_KEYS = re.compile(
     r"|expect|expect\.(decimals|output|loss|output_after|params_after\.[A-Za-z0-9_.]+)"
     r"|backends\.(skip|only)"
 )
+# A variant's name carries its values (``variant_suffix``), and a name reaches file names,
+# shell commands, Markdown, XML and the terminal: a value must render with the characters
+# of a case name and those of the rendering itself, as ``description: ["a b"]`` would not.
+VALUE_PATTERN = re.compile(r"[A-Za-z0-9_.+\-\[\]{}:,]*")
+VALUE_CHARACTERS = "letters, digits and _ . - + [ ] { } : ,"
 # Under these keys the rest of a dotted path is one parameter name ("layers.0.weight").
 _PARAM_MAPPINGS = ("network.params", "expect.params_after")
 
@@ -103,6 +108,8 @@ def _check_matrix(matrix: Located, filename: str) -> list[Problem]:
                     "expected a non-empty list of values",
                 )
             )
+        else:
+            problems += _check_names(values.value, f"matrix.{key}", filename)
     if not problems:
         count = math.prod(len(v.value) for v in matrix.value.values())
         if count > MAX_VARIANTS:
@@ -113,6 +120,25 @@ def _check_matrix(matrix: Located, filename: str) -> list[Problem]:
                     matrix.column,
                     "matrix",
                     f"expands to {count:,} variants; the limit is {MAX_VARIANTS:,} per matrix",
+                )
+            )
+    return problems
+
+
+def _check_names(values: list[Located], key: str, filename: str) -> list[Problem]:
+    """A problem for each value that cannot be written in a variant's name."""
+    problems = []
+    for i, value in enumerate(values):
+        rendered = _format(value.plain())
+        if not VALUE_PATTERN.fullmatch(rendered):
+            problems.append(
+                Problem(
+                    filename,
+                    value.line,
+                    value.column,
+                    f"{key}.{i}",
+                    f"a matrix value becomes part of each variant's name, which allows "
+                    f"{VALUE_CHARACTERS} only; got {rendered!r}",
                 )
             )
     return problems

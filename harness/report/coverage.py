@@ -15,6 +15,7 @@ import pandas as pd
 from harness.cases.model import Case
 from harness.errors import ResultsError
 from harness.report.summaries import PairSummary
+from harness.text import markdown
 from harness.verdict.status import FAILING, SEVERITY, Status
 
 KNOBS = ("activation", "output_activation", "loss", "optimizer", "dtype")
@@ -68,14 +69,14 @@ def coverage_markdown(table: pd.DataFrame) -> str:
         lines += [
             f"### {knob}",
             "",
-            "| value | " + " | ".join(backends) + " |",
+            "| value | " + " | ".join(map(markdown, backends)) + " |",
             "|---" * (len(backends) + 1) + "|",
         ]
         for value in dict.fromkeys(part["value"]):
             cells = [
                 _cell(part[(part["value"] == value) & (part["backend"] == b)]) for b in backends
             ]
-            lines.append(f"| {value} | " + " | ".join(cells) + " |")
+            lines.append(f"| {markdown(value)} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
 

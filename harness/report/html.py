@@ -8,7 +8,6 @@ bounded number of pairs, failing ones first (harness/report/writer.py chooses th
 
 from __future__ import annotations
 
-import html
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -16,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from harness.report.summaries import PairSummary
+from harness.text import html
 from harness.verdict.localize import STAGES
 from harness.verdict.status import COMPARED
 
@@ -43,7 +43,7 @@ def heatmap(rows: pd.DataFrame, case: str) -> dict[str, Any]:
         "type": "heatmap",
         "z": z.tolist(),
         "x": quantities,
-        "y": [str(b) for b in worst.index],
+        "y": [html(b) for b in worst.index],  # plotly.js reads labels as HTML
         "zmin": -6,
         "zmax": 2,
         "colorscale": _red_yellow_green_reversed(),
@@ -53,7 +53,9 @@ def heatmap(rows: pd.DataFrame, case: str) -> dict[str, Any]:
         "hovertemplate": "%{y} %{x}: worst err/tol %{text}<extra></extra>",
     }
     layout = {
-        "title": {"text": f"{case}: worst err/tol per backend and quantity (above 1 diverges)"},
+        "title": {
+            "text": f"{html(case)}: worst err/tol per backend and quantity (above 1 diverges)"
+        },
         "height": 160 + 40 * len(worst),
     }
     return {"data": [trace], "layout": layout}
@@ -78,7 +80,7 @@ def steps_plot(rows: pd.DataFrame, case: str) -> dict[str, Any]:
                 "x": [int(s) for s in steps],
                 "y": np.maximum(series.to_numpy(dtype=np.float64), 1e-12).tolist(),
                 "mode": "lines+markers",
-                "name": str(backend),
+                "name": html(backend),
             }
         )
     tolerance = {  # err/tol = 1 across the plot: above it a value diverges
@@ -92,7 +94,7 @@ def steps_plot(rows: pd.DataFrame, case: str) -> dict[str, Any]:
         "line": {"dash": "dash"},
     }
     layout = {
-        "title": {"text": f"{case}: worst err/tol over steps"},
+        "title": {"text": f"{html(case)}: worst err/tol over steps"},
         "xaxis": {"title": {"text": "step"}, "dtick": 1},
         "yaxis": {"title": {"text": "worst err/tol"}, "type": "log"},
         "shapes": [tolerance],
@@ -156,12 +158,12 @@ def report_html(
         "<style>body{font-family:sans-serif;margin:2em} table{border-collapse:collapse}"
         " td,th{border:1px solid #ccc;padding:2px 6px;font-size:13px} pre{white-space:pre-wrap}</style>"
         "</head><body>\n<h1>crossgrad report</h1>\n"
-        + (f"<p><strong>{html.escape(left_out)}</strong></p>\n" if left_out else "")
+        + (f"<p><strong>{html(left_out)}</strong></p>\n" if left_out else "")
         + _pair_table(summaries)
         + "\n<h2>Plots</h2>\n"
         + "\n".join(f'<div class="figure">{part}</div>' for part in parts)
         + "\n<h2>summary.md</h2>\n<pre>"
-        + html.escape(summary_md)
+        + html(summary_md)
         + "</pre>\n</body></html>\n"
     )
 
@@ -188,8 +190,8 @@ def _pair_table(summaries: Iterable[PairSummary]) -> str:
             s.off_oracle,
         )
         lines.append(
-            f'<tr class="{html.escape(s.status)}">'
-            + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells)
+            f'<tr class="{html(s.status)}">'
+            + "".join(f"<td>{html(c)}</td>" for c in cells)
             + "</tr>"
         )
     return "\n".join([*lines, "</table>"])

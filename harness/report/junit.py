@@ -2,6 +2,8 @@
 
 ``diverged`` and ``expect_failed`` are failures, ``crashed`` an error, ``skipped`` skipped;
 ``known`` passes with its reason in system-out. The environment goes into properties.
+Every name and message goes through ``harness.text.xml``: a control character in a case
+name or an adapter's message would make the document not well-formed.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from harness.report.summaries import PairSummary
+from harness.text import xml
 from harness.verdict.status import MISMATCHED, Status
 
 
@@ -35,7 +38,7 @@ def junit_pieces(
     if environment:
         properties = ET.SubElement(suite, "properties")
         for name, value in _flatten(environment):
-            ET.SubElement(properties, "property", {"name": name, "value": value})
+            ET.SubElement(properties, "property", {"name": xml(name), "value": xml(value)})
     if not counts["tests"]:
         ET.indent(root)
         yield ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
@@ -56,14 +59,15 @@ _PLACEHOLDER = "crossgrad-testcases"
 
 
 def _testcase(s: PairSummary) -> str:
-    case = ET.Element("testcase", {"classname": s.case, "name": s.backend, "time": "0"})
-    message = _message(s)
+    case = ET.Element("testcase", {"classname": xml(s.case), "name": xml(s.backend), "time": "0"})
+    message = xml(_message(s))
+    status = xml(s.status)
     if s.status in MISMATCHED:
-        ET.SubElement(case, "failure", {"message": message, "type": s.status}).text = message
+        ET.SubElement(case, "failure", {"message": message, "type": status}).text = message
     elif s.status == Status.CRASHED:
-        ET.SubElement(case, "error", {"message": message, "type": Status.CRASHED}).text = message
+        ET.SubElement(case, "error", {"message": message, "type": status}).text = message
     elif s.status == Status.SKIPPED:
-        ET.SubElement(case, "skipped", {"message": s.first_divergence})
+        ET.SubElement(case, "skipped", {"message": xml(s.first_divergence)})
     elif s.status == Status.KNOWN:
         ET.SubElement(case, "system-out").text = f"known divergence: {message}"
     ET.indent(case, level=2)

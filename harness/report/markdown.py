@@ -12,6 +12,7 @@ from typing import Any
 
 from harness.report.summaries import KnownTally, PairSummary, margin_text
 from harness.run.fingerprint import markdown as fingerprint_markdown
+from harness.text import code_fence, markdown, markdown_code, one_line
 from harness.verdict.known import KnownDivergence
 from harness.verdict.status import SEVERITY, Status
 
@@ -28,7 +29,7 @@ def known_markdown(tallies: Mapping[str, KnownTally]) -> str:
     ]
     for entry_id, t in tallies.items():
         lines.append(
-            f"| {entry_id} | {', '.join(sorted(t.backends))} | {t.pairs} | {t.values} | "
+            f"| {markdown(entry_id)} | {markdown(', '.join(sorted(t.backends)))} | {t.pairs} | {t.values} | "
             f"{t.max_abs_err:.3g} | {t.max_rel_err:.3g} |"
         )
     return "\n".join([*lines, ""])
@@ -42,7 +43,7 @@ def summary_head(
     return [
         "# crossgrad report",
         "",
-        *([f"**INCOMPLETE** — {incomplete}.", ""] if incomplete else []),
+        *([f"**INCOMPLETE** — {markdown(incomplete)}.", ""] if incomplete else []),
         f"**{verdict}** — {cases} cases × {backends} backends: "
         + ", ".join(f"{counts[s]} {s}" for s in SEVERITY if counts.get(s)),
         "",
@@ -65,7 +66,7 @@ def summary_row(s: PairSummary) -> str:
         s.cause,
         s.off_oracle,
     )
-    return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+    return "| " + " | ".join(markdown(c) for c in cells) + " |"
 
 
 def summary_tail(stale: Sequence[KnownDivergence], sections: Sequence[str]) -> list[str]:
@@ -79,7 +80,10 @@ def summary_tail(stale: Sequence[KnownDivergence], sections: Sequence[str]) -> l
             "These entries cover cases that ran but matched no divergence; the framework may have changed.",
             "",
         ]
-        lines += [f"- `{entry.id}` ({entry.location}): {entry.measured}" for entry in stale]
+        lines += [
+            f"- {markdown_code(entry.id)} ({markdown(entry.location)}): {markdown(entry.measured)}"
+            for entry in stale
+        ]
     lines += [
         "",
         "worst err/tol: the largest |value − reference| / (atol + rtol·|reference|) of the pair; above 1 is a divergence.",
@@ -96,6 +100,8 @@ def extra_sections(environments: list[dict[str, Any]], repro: list[str]) -> str:
     """The Reproduce and Environment sections that follow the summary table."""
     lines = []
     if repro:
+        commands = [one_line(command) for command in repro]  # no line may close the fence
+        fence = code_fence(commands)
         lines += ["## Reproduce", "", "Each failing pair alone (its case file is in `repro/`):"]
-        lines += ["", "```sh", *repro, "```", ""]
+        lines += ["", f"{fence}sh", *commands, fence, ""]
     return "\n".join([*lines, *fingerprint_markdown(environments)])

@@ -5,19 +5,20 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 
 from harness.report.summaries import PairSummary, margin_text
+from harness.text import terminal
 
 TABLE_HEADER = ("case", "backend", "status", "cause", "worst err/tol", "first divergence")
 
 
 def table_cells(s: PairSummary) -> tuple[str, ...]:
-    """One pair's cells in the printed table."""
+    """One pair's cells in the printed table, each on one line without control characters."""
     return (
-        s.case,
-        s.backend,
-        s.status,
-        s.cause,
+        terminal(s.case),
+        terminal(s.backend),
+        terminal(s.status),
+        terminal(s.cause),
         margin_text(s.worst_margin),
-        _shorten(s.first_divergence, 90),
+        _shorten(terminal(s.first_divergence), 90),
     )
 
 

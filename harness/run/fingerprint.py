@@ -16,6 +16,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+from harness import text
 from harness.cases.model import Case, InitSpec, RandomArraySpec
 from harness.run import determinism
 
@@ -149,11 +150,14 @@ def markdown(environments: list[dict[str, Any]]) -> list[str]:
     header = "| setting | " + " | ".join(f"run {i + 1}" for i in range(len(environments))) + " |"
     lines = ["## Environment", "", header, "|---" * (len(environments) + 1) + "|"]
     lines += [
-        "| " + " | ".join([key, *values]).replace("\n", " ") + " |"
+        "| " + " | ".join(map(text.markdown, [key, *values])) + " |"
         for key, values in rows
         if any(values)
     ]
     seeds = {case: s for env in environments for case, s in env.get("seeds", {}).items()}
     if seeds:
-        lines += ["", "Seeds: " + "; ".join(f"{case}: {s}" for case, s in seeds.items())]
+        lines += [
+            "",
+            "Seeds: " + "; ".join(text.markdown(f"{case}: {s}") for case, s in seeds.items()),
+        ]
     return [*lines, ""]

@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
+from harness.text import terminal
+
 BAR_WIDTH = 24
 REDRAW_INTERVAL = 0.1  # seconds between terminal redraws
 LOG_INTERVAL = 30.0  # seconds between progress lines of one backend in a log
@@ -64,7 +66,9 @@ class ProgressDisplay:
         filled = BAR_WIDTH * done // total if total else 0
         bar = "#" * filled + "-" * (BAR_WIDTH - filled)
         count = f"{done}/{total}".rjust(2 * len(str(total)) + 1)
-        return f"  {backend:<{self.width}} [{bar}] {count} {case[:48]}".rstrip()
+        # The block is redrawn with cursor movements: a name must not move the cursor itself.
+        name = terminal(backend)
+        return f"  {name:<{self.width}} [{bar}] {count} {terminal(case[:48])}".rstrip()
 
     def _log(self, backend: str, done: int, total: int) -> None:
         if backend in self.finished:
@@ -72,10 +76,10 @@ class ProgressDisplay:
         now = self.clock()
         if done >= total:
             self.finished.add(backend)
-            print(f"  {backend}: {total} case{'s' * (total != 1)} done", file=self.stream)
+            print(f"  {terminal(backend)}: {total} case{'s' * (total != 1)} done", file=self.stream)
         elif now - self.last_line.setdefault(backend, now) >= LOG_INTERVAL:
             self.last_line[backend] = now
-            print(f"  {backend}: {done}/{total} cases", file=self.stream)
+            print(f"  {terminal(backend)}: {done}/{total} cases", file=self.stream)
         else:
             return
         self.stream.flush()

@@ -19,6 +19,7 @@ from harness.run import determinism
 from harness.run.outcome import Outcome, Progress
 from harness.run.scheduler import Scheduler, default_jobs
 from harness.run.workers import DEFAULT_TIMEOUT
+from harness.text import storable
 
 RAW_COLUMNS = [
     "case",
@@ -91,10 +92,10 @@ def outcomes_frame(outcomes: Iterable[Outcome]) -> pd.DataFrame:
             ("case", outcome.case.name),
             ("backend", outcome.backend),
             ("mode", registry.mode_of(outcome.backend)),
-            ("version", outcome.version),
+            ("version", storable(outcome.version)),
             ("dtype", outcome.case.dtype),
             ("status", outcome.status),
-            ("detail", outcome.detail),
+            ("detail", storable(outcome.detail)),  # an adapter's message, as it came
         ):
             columns[key].append(np.full(n, value, dtype=object))
     if not columns["value"]:

@@ -33,7 +33,17 @@ def test_extra_modes_run_only_when_named(name: str) -> None:
     assert name not in registry.available_names()
 
 
-@pytest.mark.parametrize("name", ["jax", "jax:eager", "tensorflow", "tensorflow:eager"])
+@pytest.mark.parametrize(
+    "name",
+    # Importing TensorFlow in this process and tracing costs most of this file: full tier
+    # (the quick tier runs TensorFlow in workers, through test_reports.py).
+    [
+        "jax",
+        "jax:eager",
+        pytest.param("tensorflow", marks=pytest.mark.full),
+        pytest.param("tensorflow:eager", marks=pytest.mark.full),
+    ],
+)
 def test_mode_reproduces_the_seed_and_is_in_every_row(name: str, seed_case) -> None:
     _available(name)
     table = run_and_compare([seed_case], [name])
@@ -84,6 +94,7 @@ def test_jax_jit_recompiles_for_another_learning_rate(seed_case) -> None:
     assert len(backend.jit_cache.entries) == 2
 
 
+@pytest.mark.full  # imports TensorFlow in this process
 def test_tf_function_traces_a_value_matrix_once(seed_case) -> None:
     _available("tensorflow")
     backend = registry.create("tensorflow")
@@ -96,7 +107,13 @@ def test_tf_function_traces_a_value_matrix_once(seed_case) -> None:
 LOOP_BACKENDS = ["numpy", "torch", "jax", "jax:eager", "tensorflow", "tensorflow:eager"]
 
 
-@pytest.mark.parametrize("name", LOOP_BACKENDS)
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(name, marks=pytest.mark.full) if name.startswith("tensorflow") else name
+        for name in LOOP_BACKENDS
+    ],
+)
 def test_no_state_leaks_between_cases_of_one_adapter(name: str, seed_case) -> None:
     """Adapters reuse layers and compiled steps across cases: a momentum case run after other
     cases of its shape (one of them its own key) gives a fresh adapter's values, bit for bit."""

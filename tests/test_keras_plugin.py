@@ -34,6 +34,7 @@ def test_it_is_registered_by_its_entry_point(capsys):
     assert "available" in line and line.endswith("plugin crossgrad-keras")
 
 
+@pytest.mark.full  # imports Keras and torch, runs the whole battery
 def test_it_passes_the_conformance_kit(capsys):
     assert main(["check-adapter", "keras_torch"]) == 0
     out = capsys.readouterr().out

@@ -34,7 +34,13 @@ def _plain_values(count: int) -> str:
     return GOOD + "description: [" + ", ".join(["1.5"] * count) + "]\n"
 
 
-@pytest.mark.parametrize("libyaml", [True, False], ids=["libyaml", "pure-python"])
+@pytest.mark.parametrize(
+    "libyaml",
+    [
+        pytest.param(True, id="libyaml"),
+        pytest.param(False, id="pure-python", marks=pytest.mark.full),  # about 3 s
+    ],
+)
 def test_a_file_of_too_many_plain_values_is_refused_while_composing(
     tmp_path, capsys, monkeypatch, libyaml
 ):

@@ -40,6 +40,7 @@ def run_suite(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.full  # a pytest subprocess
 def test_a_correct_adapter_passes_one_item_per_check(tmp_path):
     result = run_suite(tmp_path, "--crossgrad-adapter", "numpy", "-v")
     assert result.returncode == 0, result.stdout + result.stderr

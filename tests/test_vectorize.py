@@ -21,6 +21,10 @@ from harness.run.trace import Trace
 from harness.verdict.compare import compare
 
 BATCHED = [name for name in registry.entries() if registry.vectorized(name)]
+# TensorFlow traces a tf.function per step key, the slowest part of this file: full tier.
+BATCHED_PARAMS = [
+    pytest.param(name, marks=pytest.mark.full) if name == "tensorflow" else name for name in BATCHED
+]
 VARIANTS = 2
 
 
@@ -53,8 +57,12 @@ def sample() -> list[Case]:
 
 
 @pytest.fixture(scope="module")
-def both_ways(sample: list[Case]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    backends = [name for name in BATCHED if registry.load_class(name).unavailable_reason() is None]
+def both_ways(
+    sample: list[Case], request: pytest.FixtureRequest
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    full = request.config.getoption("--full")
+    wanted = [name for name in BATCHED if full or name != "tensorflow"]
+    backends = [name for name in wanted if registry.load_class(name).unavailable_reason() is None]
     looped = compare(runner.run(sample, backends), sample, "numpy")
     swept = compare(vectorize.run(sample, backends), sample, "numpy")
     return looped, swept
@@ -103,7 +111,7 @@ def test_value_variants_share_a_group_and_knobs_split_them(sample: list[Case]) -
     assert all(len(group) == VARIANTS for group in groups)
 
 
-@pytest.mark.parametrize("backend", BATCHED)
+@pytest.mark.parametrize("backend", BATCHED_PARAMS)
 def test_vectorized_verdicts_are_the_loops(backend: str, both_ways) -> None:
     looped, swept = both_ways
     if backend not in set(looped["backend"]):
@@ -116,7 +124,7 @@ def test_vectorized_verdicts_are_the_loops(backend: str, both_ways) -> None:
     assert "ok" in verdict.values()
 
 
-@pytest.mark.parametrize("backend", BATCHED)
+@pytest.mark.parametrize("backend", BATCHED_PARAMS)
 def test_vectorized_values_match_the_loops_within_tolerance(backend: str, both_ways) -> None:
     looped, swept = both_ways
     keys = ["case", "backend", "step", "quantity", "param", "index"]
@@ -154,7 +162,7 @@ def test_batch_rows_lay_out_each_variant_as_a_trace_does() -> None:
             np.testing.assert_array_equal(rows[column][mine], values, err_msg=column)
 
 
-@pytest.mark.parametrize("backend", BATCHED)
+@pytest.mark.parametrize("backend", BATCHED_PARAMS)
 def test_a_batch_leaves_its_inputs_alone(backend: str, sample: list[Case]) -> None:
     """Every backend reads the same stacked inputs: an in-place update would corrupt the next."""
     reason = registry.load_class(backend).unavailable_reason()

@@ -24,12 +24,12 @@ import shlex
 import stat
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
 from harness.cases.model import Case
 from harness.errors import ResultsError
+from harness.report.results_io import read_json
 from harness.verdict.status import FAILING
 
 INDEX = "pairs.json"  # what a merged report reads back to rebuild the commands
@@ -194,12 +194,7 @@ def sources_from_reports(folders: list[Path]) -> dict[Pair, Path]:
 
 
 def _entries(index: Path) -> list[dict[str, str]]:
-    try:
-        entries: Any = json.loads(index.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ResultsError(f"{index}:{exc.lineno}:{exc.colno}: {exc.msg}") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ResultsError(f"{index}: cannot be read: {exc}") from exc
+    entries = read_json(index)
     if not isinstance(entries, list):
         raise ResultsError(f"{index}: expected a list of {{case, backend, file}} entries")
     for number, entry in enumerate(entries, start=1):

@@ -107,16 +107,21 @@ def read_results(path: Path, allow_incomplete: bool = False) -> Results:
     return Results(table, path, folder or path.parent, environments, incomplete)
 
 
-def _run_record(path: Path) -> dict[str, Any] | None:
-    """run.json as a mapping, None where there is none (a report written before run.json)."""
-    if not path.is_file():
-        return None
+def read_json(path: Path) -> Any:
+    """A JSON file of a report folder; a ``ResultsError`` naming the place if it is not one."""
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise ResultsError(f"{path}:{exc.lineno}:{exc.colno}: {exc.msg}") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise ResultsError(f"{path}: cannot be read: {exc}") from exc
+
+
+def _run_record(path: Path) -> dict[str, Any] | None:
+    """run.json as a mapping, None where there is none (a report written before run.json)."""
+    if not path.is_file():
+        return None
+    record = read_json(path)
     if not isinstance(record, dict):
         raise ResultsError(f"{path}: expected a JSON object, got {type(record).__name__}")
     if not isinstance(record.get("complete"), bool):
@@ -162,12 +167,7 @@ def _check_row_count(table: pd.DataFrame, path: Path, record: dict[str, Any] | N
 def _environments(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
-    try:
-        environments = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ResultsError(f"{path}:{exc.lineno}:{exc.colno}: {exc.msg}") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ResultsError(f"{path}: cannot be read: {exc}") from exc
+    environments = read_json(path)
     if not isinstance(environments, list) or not all(isinstance(e, dict) for e in environments):
         raise ResultsError(f"{path}: expected a list of environment objects (JSON [{{...}}, ...])")
     return environments

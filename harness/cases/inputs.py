@@ -39,6 +39,14 @@ def make_inputs(case: Case) -> Inputs:
     )
 
 
+def batch_rows(case: Case) -> int:
+    """Rows of the case's data: what ``make_inputs(case).x.shape[0]`` will be, without
+    drawing any number."""
+    if isinstance(case.x, RandomArraySpec):
+        return case.x.batch
+    return int(np.asarray(case.x).shape[0])
+
+
 def initial_params(init: InitSpec, sizes: tuple[int, ...]) -> dict[str, np.ndarray]:
     """Draw every parameter, in ``state_dict`` order, from one ``Generator(seed)``.
 

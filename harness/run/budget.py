@@ -32,9 +32,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
-
-from harness.cases.model import Case, RandomArraySpec
+from harness.cases.inputs import batch_rows
+from harness.cases.model import Case
 from harness.errors import UsageError
 
 MEMORY_ENV = "CROSSGRAD_MEMORY_LIMIT"
@@ -105,12 +104,6 @@ def format_size(size: float) -> str:
     raise AssertionError("unreachable")
 
 
-def _batch(case: Case) -> int:
-    if isinstance(case.x, RandomArraySpec):
-        return case.x.batch
-    return int(np.asarray(case.x).shape[0])
-
-
 def _parameters(sizes: Sequence[int]) -> int:
     return sum(a * b + b for a, b in itertools.pairwise(sizes))
 
@@ -121,7 +114,7 @@ def recorded_values(case: Case) -> int:
     Per step the hidden layers' outputs, the loss, every gradient and every updated
     parameter; the output before the first update and after the last.
     """
-    sizes, batch = case.network.sizes, _batch(case)
+    sizes, batch = case.network.sizes, batch_rows(case)
     per_step = batch * sum(sizes[1:-1]) + 1 + 2 * _parameters(sizes)
     return case.steps * per_step + 2 * batch * sizes[-1]
 
@@ -131,7 +124,7 @@ def worker_bytes(case: Case) -> int:
     a framework's flat copy, the pickled message) and the training state twice over
     (parameters, gradients and two optimizer moments; each layer's activations and their
     gradients; the data)."""
-    sizes, batch = case.network.sizes, _batch(case)
+    sizes, batch = case.network.sizes, batch_rows(case)
     state = 4 * _parameters(sizes) + 3 * batch * sum(sizes) + batch * (sizes[0] + sizes[-1])
     return VALUE_BYTES * (3 * recorded_values(case) + 2 * state)
 

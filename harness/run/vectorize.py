@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 
 from backends import registry
-from harness.cases.inputs import Inputs, make_inputs
-from harness.cases.model import Case, RandomArraySpec
+from harness.cases.inputs import Inputs, batch_rows, make_inputs
+from harness.cases.model import Case
 from harness.cases.step_key import step_key
 from harness.errors import BackendUnavailable
 from harness.run import determinism
@@ -35,9 +35,9 @@ from harness.run.runner import run as run_per_case
 BatchRunner = Callable[[Any, Case, BatchInputs], BatchTrace]
 
 
-def group_key(case: Case, batch_rows: int) -> tuple[Hashable, ...]:
+def group_key(case: Case, rows: int) -> tuple[Hashable, ...]:
     """Cases with equal keys can share one batched computation."""
-    return (step_key(case, batch_rows), case.steps, case.backends)
+    return (step_key(case, rows), case.steps, case.backends)
 
 
 def group_sizes(cases: Sequence[Case]) -> Counter[Hashable]:
@@ -46,14 +46,7 @@ def group_sizes(cases: Sequence[Case]) -> Counter[Hashable]:
     A run taken in chunks passes these to ``run``, so that a group cut by a chunk
     boundary is still batched on both sides, as it would be in one piece.
     """
-    return Counter(group_key(case, _batch_rows(case)) for case in cases)
-
-
-def _batch_rows(case: Case) -> int:
-    """Rows of the case's data: what ``make_inputs(case).x.shape[0]`` will be."""
-    if isinstance(case.x, RandomArraySpec):
-        return case.x.batch
-    return int(np.asarray(case.x).shape[0])
+    return Counter(group_key(case, batch_rows(case)) for case in cases)
 
 
 def groups(cases: Sequence[Case], inputs: dict[str, Inputs]) -> list[list[Case]]:
@@ -90,7 +83,7 @@ def run(
         (group, BatchInputs.stack([inputs[case.name] for case in group]))
         for group in groups(runnable, inputs)
         if len(group) > 1
-        or (sizes is not None and sizes.get(group_key(group[0], _batch_rows(group[0])), 0) > 1)
+        or (sizes is not None and sizes.get(group_key(group[0], batch_rows(group[0])), 0) > 1)
     ]
     looped = [name for name in backends if _batch_runner(name) is None or not batches]
     frames = [run_per_case(cases, looped, progress, **loop_options)] if looped else []

@@ -150,7 +150,7 @@ class ReportFolder:
                 "command": self.command,
                 "complete": True,
                 "state": "complete",
-                "finished": _now(),
+                "finished": now(),
                 **(record or {}),
             }
             run_file.write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
@@ -341,7 +341,7 @@ class _Lock:
         """Who holds the lock, for a run that finds it taken (a killed run's text goes)."""
         text = (
             f"crossgrad {command}, pid {os.getpid()} on {socket.gethostname()}, "
-            f"started {_now()}" + (f", writing {folder}\n" if folder else "\n")
+            f"started {now()}" + (f", writing {folder}\n" if folder else "\n")
         )
         if self.handle is not None:
             os.ftruncate(self.handle, 0)
@@ -420,5 +420,6 @@ def _reason(exc: OSError) -> str:
     return f"{text}: {where}" if where else text
 
 
-def _now() -> str:
+def now() -> str:
+    """The time as run.json and the lock file record it: UTC, to the second."""
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")

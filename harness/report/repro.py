@@ -22,7 +22,7 @@ import os
 import re
 import shlex
 import stat
-import tempfile
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -30,6 +30,7 @@ import pandas as pd
 from harness.cases.model import Case
 from harness.errors import ResultsError
 from harness.report.results_io import read_json
+from harness.report.writer import atomic_write, atomic_write_text
 from harness.verdict.status import FAILING
 
 INDEX = "pairs.json"  # what a merged report reads back to rebuild the commands
@@ -125,9 +126,9 @@ def write_repro(
             folder.unlink()
         folder.mkdir(parents=True, exist_ok=True)
         for (_, text), name in copies.items():
-            _replace(folder / name, text)
-        _replace(folder / INDEX, (json.dumps(entries, indent=1) + "\n").encode("utf-8"))
-        _replace(folder / COMMANDS, ("\n".join(lines) + "\n").encode("utf-8"))
+            atomic_write(folder / name, partial(_write_bytes, text))
+        atomic_write_text(folder / INDEX, json.dumps(entries, indent=1) + "\n")
+        atomic_write_text(folder / COMMANDS, "\n".join(lines) + "\n")
     return lines
 
 
@@ -143,23 +144,8 @@ def _read_case_file(path: Path) -> bytes | None:
         return file.read()
 
 
-def _replace(path: Path, data: bytes) -> None:
-    """``data`` into ``path`` by a rename: a link found at ``path`` is replaced, not followed."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-        os.chmod(temporary, 0o666 & ~_umask())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def _write_bytes(data: bytes, path: str) -> None:
+    Path(path).write_bytes(data)
 
 
 def case_sources(cases: list[Case], backends: list[str]) -> dict[Pair, Path]:

@@ -13,7 +13,6 @@ pair it did not reach.
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
 import platform
@@ -27,7 +26,7 @@ import pandas as pd
 from backends import registry
 from harness.cases.model import Case
 from harness.errors import BackendUnavailable
-from harness.report.folder import MARK, RUN_FILE
+from harness.report.folder import MARK, RUN_FILE, now
 from harness.report.writer import atomic_write_text
 from harness.run import budget as budgets
 from harness.run import determinism
@@ -85,7 +84,7 @@ class RunSession:
         self._versions: dict[str, str] = {}
         self._stream: TextIO | None = None
         self._guard = SignalGuard()
-        self._started = _now()
+        self._started = now()
 
     def __enter__(self) -> RunSession:
         self._guard.__enter__()
@@ -287,7 +286,7 @@ class RunSession:
             "state": state,
             "reason": self.stopped or "",
             "started": self._started,
-            "finished": _now() if state != "running" else None,
+            "finished": now() if state != "running" else None,
             "cases": len(self.cases),
             "backends": self.backends,
             "reference": self.reference,
@@ -347,7 +346,3 @@ def _version(backend: str) -> str:
         return registry.load_class(backend).version()
     except BackendUnavailable:
         return ""
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")

@@ -102,13 +102,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="GLOB",
         help="run only cases whose name matches this shell-style pattern (repeatable)",
     )
-    run_cmd.add_argument(
-        "--known",
-        default=None,
-        metavar="FILE",
-        help="triaged divergences reported as 'known' (default: the built-in cases' "
-        "known_divergences.yaml, from any working directory; 'none' to disable)",
-    )
+    _add_known_option(run_cmd)
     run_cmd.add_argument(
         "--out",
         "-o",
@@ -222,13 +216,7 @@ def _parser() -> argparse.ArgumentParser:
     check_cmd.add_argument(
         "--check", "-k", action="append", default=[], metavar="GLOB", help="only these checks"
     )
-    check_cmd.add_argument(
-        "--known",
-        default=None,
-        metavar="FILE",
-        help="triaged divergences reported as 'known' (default: the built-in cases' "
-        "known_divergences.yaml, from any working directory; 'none' to disable)",
-    )
+    _add_known_option(check_cmd)
     check_cmd.set_defaults(handler=_check_adapter)
     return parser
 
@@ -298,6 +286,16 @@ def _positive_seconds(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text}")
     return value
+
+
+def _add_known_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--known",
+        default=None,
+        metavar="FILE",
+        help="triaged divergences reported as 'known' (default: the built-in cases' "
+        "known_divergences.yaml, from any working directory; 'none' to disable)",
+    )
 
 
 def _size(text: str) -> int:

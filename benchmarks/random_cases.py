@@ -599,7 +599,8 @@ def render(document: dict[str, Any], seed: int, half: bool) -> str:
 # A small emitter of the few shapes a case holds (yaml.safe_dump, pure Python, took half of
 # the generator's time): scalars, flow lists and flow mappings of scalars, block mappings,
 # and block lists of flow lists for matrices. Strings are JSON strings, which YAML reads as
-# double-quoted scalars, unless a name; floats are Python's shortest round-trip repr.
+# double-quoted scalars, unless a name; floats are Python's shortest round-trip repr, with
+# a decimal point (1.0e-06) so that YAML 1.1 readers such as plain PyYAML see floats too.
 PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
 
 
@@ -611,7 +612,10 @@ def _scalar(value: Any) -> str:
     if isinstance(value, float):
         if not math.isfinite(value):
             raise GeneratorBug(f"non-finite number {value!r} in a case")
-        return repr(value)
+        text = repr(value)
+        if "e" in text and "." not in text:  # 1e-06 -> 1.0e-06: a float in YAML 1.1 too
+            text = text.replace("e", ".0e", 1)
+        return text
     if isinstance(value, str):
         plain = PLAIN.fullmatch(value) and value.lower() not in ("true", "false", "null")
         return value if plain else json.dumps(value)

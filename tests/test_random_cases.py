@@ -175,3 +175,21 @@ def test_a_case_the_loader_refuses_is_a_generator_bug(tmp_path: Path, monkeypatc
     err = capsys.readouterr().err
     assert "generator bug" in err and "learning_rate" in err
     assert not (tmp_path / "x").exists()  # nothing written
+
+
+def test_numbers_are_numbers_to_plain_yaml_too(folder: Path):
+    """1.0e-06, not 1e-06: a YAML 1.1 reader (plain PyYAML) would read the latter as text."""
+    import yaml
+
+    def strings(value):
+        if isinstance(value, dict):
+            return [s for item in value.values() for s in strings(item)]
+        if isinstance(value, list):
+            return [s for item in value for s in strings(item)]
+        return [value] if isinstance(value, str) else []
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    for path in sorted(folder.iterdir())[:40]:
+        for text in strings(yaml.load(path.read_text(encoding="utf-8"), Loader=loader)):
+            with pytest.raises(ValueError):
+                float(text)

@@ -78,6 +78,9 @@ class Backend(ABC):
     # (``harness/run/vectorize.py``), imported only then; "" for none. Never inherited: a
     # batched implementation computes its own class's maths, which a subclass may change.
     vectorized: ClassVar[str] = ""
+    # A known-divergences file the adapter's package ships, relative to the adapter's module
+    # (docs/known-divergences.md); its entries apply in addition to the built-in ones.
+    known_divergences: ClassVar[str] = ""
     # Capabilities: what the adapter can express. A case outside them is skipped with the
     # reason instead of crashing; `crossgrad check-adapter` tests every one declared here.
     activations: ClassVar[tuple[str, ...]] = ACTIVATIONS

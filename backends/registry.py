@@ -17,8 +17,10 @@ import importlib
 import importlib.metadata
 import math
 import re
+import sys
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.errors import BackendUnavailable, CrossgradError, UnknownBackend
@@ -141,6 +143,20 @@ def mode_of(name: str) -> str:
         return str(getattr(load_class(name), "mode", ""))
     except (BackendUnavailable, UnknownBackend):
         return ""
+
+
+def known_file(name: str) -> Path | None:
+    """The known-divergences file adapter ``name``'s package ships (``Backend.known_divergences``,
+    relative to the adapter's module), or None. Imports no framework."""
+    try:
+        cls = load_class(name)
+    except (BackendUnavailable, UnknownBackend):
+        return None
+    relative = getattr(cls, "known_divergences", "")
+    if not relative:
+        return None
+    module = sys.modules[cls.__module__]
+    return Path(module.__file__ or ".").resolve().parent / relative
 
 
 def vectorized(name: str) -> str:

@@ -237,9 +237,11 @@ def _run(args: argparse.Namespace) -> int:
     from harness.run.pipeline import run_and_report
     from harness.run.progress import ProgressDisplay
     from harness.run.scheduler import default_jobs
-    from harness.verdict.known import known_option
+    from harness.verdict.known import adapter_known, known_option
 
     known = known_option(args.known)
+    if "none" not in (args.known or []):
+        known = adapter_known(backends, known)
     print(
         f"crossgrad: {len(cases)} case{'s' * (len(cases) != 1)} on {', '.join(backends)} (reference: {args.reference})",
         file=sys.stderr,
@@ -291,10 +293,12 @@ def _positive_seconds(text: str) -> float:
 def _add_known_option(command: argparse.ArgumentParser) -> None:
     command.add_argument(
         "--known",
+        action="append",
         default=None,
         metavar="FILE",
-        help="triaged divergences reported as 'known' (default: the built-in cases' "
-        "known_divergences.yaml, from any working directory; 'none' to disable)",
+        help="a file of triaged divergences, applied in addition to the built-in "
+        "cases/known_divergences.yaml and the adapters' own (repeatable; 'none' applies "
+        "no entries at all)",
     )
 
 
@@ -323,6 +327,23 @@ def _report(args: argparse.Namespace) -> int:
     return status
 
 
+def _known_records(folders: list[Path]) -> list[dict[str, object]]:
+    """Each input folder's known.json (a run from before it existed has none)."""
+    from harness.errors import ResultsError
+    from harness.report.results_io import read_json
+    from harness.verdict.known import KNOWN_FILE
+
+    records = []
+    for folder in folders:
+        path = folder / KNOWN_FILE
+        if path.is_file():
+            record = read_json(path)
+            if not isinstance(record, dict):
+                raise ResultsError(f"{path}: not a crossgrad known.json (expected an object)")
+            records.append(record)
+    return records
+
+
 def _merge_into(args: argparse.Namespace, out: Path) -> int:
     from harness.report.coverage import coverage_markdown, merge_coverage
     from harness.report.merge import merge
@@ -331,6 +352,7 @@ def _merge_into(args: argparse.Namespace, out: Path) -> int:
     from harness.report.summaries import exit_status
     from harness.report.table import format_table
     from harness.report.writer import write_report
+    from harness.verdict.known import stale_from_records
 
     inputs = [read_results(Path(p), args.allow_incomplete) for p in args.results]
     table = merge(inputs)
@@ -347,6 +369,7 @@ def _merge_into(args: argparse.Namespace, out: Path) -> int:
         out,
         environments,
         repro,
+        stale=stale_from_records(_known_records(folders)),
         sections=[coverage_markdown(knob_coverage)],
         incomplete=incomplete,
     )
@@ -418,9 +441,11 @@ def _validate(args: argparse.Namespace) -> int:
 
 def _check_adapter(args: argparse.Namespace) -> int:
     from harness.conformance.battery import check_adapter
-    from harness.verdict.known import known_option
+    from harness.verdict.known import adapter_known, known_option
 
     known = known_option(args.known)
+    if "none" not in (args.known or []):
+        known = adapter_known([args.name], known)
     results, table = check_adapter(args.name, args.reference, args.check, known)
     if not results:
         raise UsageError(f"no conformance check matches --check {' '.join(args.check)}")

@@ -36,6 +36,7 @@ def known_file(tmp_path, backend: str, where: str) -> list:
         f"  - id: {backend}-test-entry\n"
         f"    backend: {backend}\n"
         f"    where: {where}\n"
+        "    max_rel_err: 10.0\n"
         "    measured: for the test\n"
         "    reason: a deliberate difference\n"
         "    source: tests/conformance_adapters.py\n",
@@ -114,7 +115,10 @@ def test_a_triaged_divergence_is_known_not_failed(tmp_path):
     known = known_file(tmp_path, "forgetful", "{optimizer.name: sgd}")
     result = results_of("forgetful", "optimizer[sgd]", known=known)["optimizer[sgd]"]
     assert result.status == "known"
-    assert "known divergence forgetful-test-entry: a deliberate difference" in result.detail
+    assert (
+        "known divergence forgetful-test-entry (bounded, not verified: rel err <= 10): a deliberate difference"
+        in result.detail
+    )
 
 
 def test_a_triage_elsewhere_does_not_excuse_a_check(tmp_path):

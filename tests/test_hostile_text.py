@@ -67,10 +67,12 @@ def _hostile_table() -> pd.DataFrame:
         status="crashed",
         detail="RuntimeError: " + TABLE_TEXT,
     )
-    known = table.iloc[:1].assign(
+    known = table.iloc[
+        :1
+    ].assign(
         case="known" + TABLE_TEXT,
         status="known",
-        detail=f"known divergence k|<i>&]]>`: {TABLE_TEXT}",  # as a merged report reads it
+        detail=f"known divergence k|<i>&]]>` (bounded, not verified: rel err <= 1): {TABLE_TEXT}",  # as a merged report reads it
     )
     return pd.concat([table, crashed, known], ignore_index=True)
 
@@ -107,7 +109,7 @@ def test_junit_xml_is_well_formed_whatever_the_names_and_messages(hostile_report
     message = crashed.find("error").get("message")
     assert "]]><script>" in message  # the markup is text in the document, not structure
     assert not RAW_CONTROL.search(message)
-    assert "; known divergence k|<i>&]]>`: " in cases[2].find("system-out").text
+    assert "; known divergence k|<i>&]]>` (bounded" in cases[2].find("system-out").text
     for prop in root.iter("property"):
         assert not RAW_CONTROL.search(prop.get("name") + prop.get("value"))
 
@@ -136,7 +138,7 @@ def test_summary_md_keeps_one_row_per_pair_and_no_markup_from_names(hostile_repo
         if line.startswith("| ") and "setting" not in line:
             assert _unescaped_pipes(line) >= 2
     known = summary.partition("## Known divergences in this run")[2].splitlines()[4]
-    assert known.startswith("| k\\|&lt;i&gt;&amp;]]&gt;\\` | ") and _unescaped_pipes(known) == 7
+    assert known.startswith("| k\\|&lt;i&gt;&amp;]]&gt;\\` | ") and _unescaped_pipes(known) == 8
     stale = [line for line in summary.splitlines() if line.startswith("- ")]
     assert len(stale) == 1 and stale[0].startswith("- ``id")
 

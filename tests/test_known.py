@@ -1,4 +1,4 @@
-"""Known divergences: matching turns diverged rows into known; stale entries are reported."""
+"""Known divergences: verified or bounded rows become known; stale entries are reported."""
 
 from __future__ import annotations
 
@@ -28,12 +28,13 @@ ENTRY = """\
 divergences:
   - id: {id}
     backend: {backend}
-    cases: ["{case}"]
+    where: {{network.sizes: [1, 1, 1]}}
     {extra}
-    measured: "1e-4 in one bias gradient"
+    measured: "1e-3 in one bias gradient"
     reason: "a test entry"
     source: tests/test_known.py
 """
+BOUNDED = "max_rel_err: 1.0"
 
 
 @pytest.fixture
@@ -52,32 +53,53 @@ def _run(tmp_path, known_text: str) -> tuple[int, pd.DataFrame, str]:
     return status, pd.read_parquet(out / "results.parquet"), (out / "summary.md").read_text()
 
 
-def test_a_matching_entry_makes_the_divergence_known_and_the_run_pass(tmp_path, wrong_bias):
+def test_a_bounded_entry_makes_the_divergence_known_and_says_it_is_not_verified(
+    tmp_path, wrong_bias
+):
     status, table, summary = _run(
-        tmp_path, ENTRY.format(id="bias-off", backend="wrong_bias", case="seed-*", extra="")
+        tmp_path, ENTRY.format(id="bias-off", backend="wrong_bias", extra=BOUNDED)
     )
     rows = table[table["backend"] == "wrong_bias"]
     assert status == 0
     assert "diverged" not in set(rows["status"])
     assert (
-        rows.loc[rows["status"] == "known", "detail"].str.startswith("known divergence bias-off:")
+        rows.loc[rows["status"] == "known", "detail"].str.startswith(
+            "known divergence bias-off (bounded, not verified: rel err <= 1):"
+        )
     ).all()
-    assert "| bias-off | wrong_bias |" in summary
+    assert "| bias-off | bounded, not verified | wrong_bias |" in summary
+
+
+def test_a_switch_that_does_not_explain_the_difference_leaves_it_diverged(tmp_path, wrong_bias):
+    """A verified entry claims only rows the switched reference reproduces; the others say
+    which entry was tried and what still differs."""
+    status, table, summary = _run(
+        tmp_path,
+        ENTRY.format(id="wrong-idea", backend="wrong_bias", extra="semantics: {epsilon_hat: true}"),
+    )
+    rows = table[table["backend"] == "wrong_bias"]
+    assert status == 1
+    diverged = rows[rows["status"] == "diverged"]
+    assert not diverged.empty and "known" not in set(rows["status"])
+    assert (
+        diverged["detail"]
+        .str.startswith("known divergence wrong-idea tried: the reference with epsilon_hat gives")
+        .all()
+    )
+    assert "wrong-idea" in summary
 
 
 def test_a_bound_smaller_than_the_effect_keeps_the_rows_diverged(tmp_path, wrong_bias):
     status, table, _ = _run(
         tmp_path,
-        ENTRY.format(
-            id="bias-off", backend="wrong_bias", case="seed-*", extra="max_rel_err: 1.0e-6"
-        ),
+        ENTRY.format(id="bias-off", backend="wrong_bias", extra="max_rel_err: 1.0e-6"),
     )
     assert status == 1
     assert "diverged" in set(table["status"])
 
 
 def test_an_entry_that_matches_nothing_that_ran_is_stale(tmp_path, capsys, wrong_bias):
-    text = ENTRY.format(id="never", backend="numpy", case="seed-*", extra="")
+    text = ENTRY.format(id="never", backend="wrong_bias", extra="max_rel_err: 1.0e-9")
     status, _, summary = _run(tmp_path, text)
     assert status == 1  # the wrong adapter is still diverged
     assert "Stale known divergences" in summary and "`never`" in summary
@@ -98,11 +120,27 @@ def test_an_entry_outside_what_ran_is_neither_matched_nor_stale(tmp_path):
         }
     )
     entries = load_known(
-        write_case(
-            tmp_path, ENTRY.format(id="other", backend="jax", case="seed-*", extra=""), "known.yaml"
-        )
+        write_case(tmp_path, ENTRY.format(id="other", backend="jax", extra=BOUNDED), "known.yaml")
     )
-    _, stale = apply_known(table, cases, entries)
+    _, stale = apply_known(table, cases, entries, "numpy")
+    assert stale == []
+
+
+def test_an_entry_whose_cases_only_the_reference_ran_is_not_stale(tmp_path):
+    cases = load_cases(["cases/seed.yaml"])
+    table = pd.DataFrame(
+        {
+            "case": ["seed-1-1-1"],
+            "backend": ["numpy"],
+            "status": ["ok"],
+            "detail": [""],
+            "quantity": ["output"],
+            "param": [""],
+            "rel_err": [0.0],
+        }
+    )
+    path = write_case(tmp_path, ENTRY.format(id="all", backend="'*'", extra=BOUNDED), "k.yaml")
+    _, stale = apply_known(table, cases, load_known(path), "numpy")
     assert stale == []
 
 
@@ -196,14 +234,14 @@ def test_a_known_file_with_a_pathological_pattern_is_matched_quickly(tmp_path):
     entries = load_known(
         write_case(
             tmp_path,
-            ENTRY.format(id="slow", backend="'*'", case="*a" * 9 + "*b", extra=""),
+            ENTRY.format(id="slow", backend="'" + "*a" * 9 + "*b'", extra=BOUNDED),
             "known.yaml",
         )
     )
     case = load_cases(["cases/seed.yaml"])[0]
     long_name = dataclasses.replace(case, name="a" * 10_000)
     started = time.perf_counter()
-    assert not entries[0].covers(long_name, "torch")
+    assert not entries[0].covers(long_name, "a" * 10_000)
     assert time.perf_counter() - started < 0.5
 
 
@@ -221,6 +259,7 @@ BODY = """\
   - id: e
     backend: "*"
 {extra}
+    max_rel_err: 1.0
     measured: m
     reason: r
     source: s
@@ -234,17 +273,52 @@ def test_an_entry_that_covers_every_case_is_an_error_unless_it_says_so(tmp_path,
     err = capsys.readouterr().err
     assert f"{path}:2:5: divergences.0: entry 'e' covers every case on backend '*'" in err
     assert "all_cases: true" in err
-    for cases in ('cases: ["*"]', 'cases: ["seed*", "**"]', 'cases: ["?*"]'):
-        assert "covers every case" in _problems(tmp_path, BODY.format(extra="    " + cases))
     acknowledged = write_case(
         tmp_path, "divergences:\n" + BODY.format(extra="    all_cases: true"), "ack.yaml"
     )
     assert load_known(acknowledged)[0].all_cases
-    both = BODY.format(extra="    all_cases: true\n    cases: [seed*]")
+    both = BODY.format(extra="    all_cases: true\n    where: {dtype: float64}")
     assert "divergences.0.all_cases: all_cases: true says" in _problems(tmp_path, both)
 
 
-@pytest.mark.parametrize("key", ["cases", "quantities", "params"])
+def test_an_entry_naming_cases_is_an_error_pointing_to_where(tmp_path):
+    problems = _problems(tmp_path, BODY.format(extra='    cases: ["optim[*"]'))
+    assert "divergences.0.cases: entries no longer name cases" in problems
+    assert "where" in problems
+
+
+def test_an_entry_needs_semantics_or_a_bound_but_not_both(tmp_path):
+    neither = BODY.format(extra="    where: {dtype: float64}").replace("    max_rel_err: 1.0\n", "")
+    assert "needs exactly one of semantics" in _problems(tmp_path, neither)
+    both = BODY.format(extra="    where: {dtype: float64}\n    semantics: {epsilon_hat: true}")
+    assert "needs exactly one of semantics" in _problems(tmp_path, both)
+
+
+def test_an_unknown_switch_is_an_error_naming_the_switches(tmp_path):
+    body = BODY.format(extra="    where: {dtype: float64}\n    semantics: {epsilon_hatt: true}")
+    body = body.replace("    max_rel_err: 1.0\n", "")
+    problems = _problems(tmp_path, body)
+    assert "divergences.0.semantics.epsilon_hatt: unknown switch (did you mean 'epsilon_hat'?)" in (
+        problems
+    )
+    assert "eps_inside_sqrt" in problems
+
+
+@pytest.mark.parametrize(
+    ("condition", "decay", "covered"),
+    [(">0", 0.05, True), (">0", 0.0, False), ("<=0.01", 0.05, False), ("!=0", 0.0, False)],
+)
+def test_a_where_comparison_tests_the_number(tmp_path, condition, decay, covered):
+    body = BODY.format(extra=f'    where: {{optimizer.weight_decay: "{condition}"}}')
+    entry = load_known(write_case(tmp_path, "divergences:\n" + body, "known.yaml"))[0]
+    case = load_cases(["cases/seed.yaml"])[0]
+    optimizer = dataclasses.replace(
+        case.optimizer, args={**case.optimizer.args, "weight_decay": decay}
+    )
+    assert entry.covers(dataclasses.replace(case, optimizer=optimizer), "torch") is covered
+
+
+@pytest.mark.parametrize("key", ["quantities", "params"])
 def test_an_empty_list_is_an_error(tmp_path, key):
     body = BODY.format(extra=f"    where: {{dtype: float64}}\n    {key}: []")
     column = len(f"    {key}: ") + 1
@@ -292,7 +366,7 @@ def test_a_where_on_betas_matches_the_case_that_has_them(tmp_path):
 
 
 def test_an_id_must_be_a_plain_name(tmp_path):
-    body = BODY.format(extra="    cases: [seed*]").replace("id: e", 'id: "a|b <x>"')
+    body = BODY.format(extra="    where: {dtype: float64}").replace("id: e", 'id: "a|b <x>"')
     assert "divergences.0.id: expected letters, digits" in _problems(tmp_path, body)
 
 
@@ -311,7 +385,15 @@ def test_the_built_in_file_is_found_from_any_working_directory(tmp_path, monkeyp
     monkeypatch.chdir(tmp_path)
     assert BUILTIN_KNOWN == CASES / "known_divergences.yaml"
     assert [e.id for e in known_option(None)] == [e.id for e in load_known(BUILTIN_KNOWN)]
-    assert known_option("none") == []
+    assert known_option(["none"]) == []
+
+
+def test_a_named_file_adds_to_the_built_in_entries(tmp_path):
+    path = write_case(tmp_path, ENTRY.format(id="mine", backend="torch", extra=BOUNDED), "k.yaml")
+    ids = [e.id for e in known_option([str(path)])]
+    assert ids == [*(e.id for e in load_known(BUILTIN_KNOWN)), "mine"]
+    with pytest.raises(CaseError, match="duplicate id 'mine'"):
+        known_option([str(path), str(write_case(tmp_path, path.read_text(), "again.yaml"))])
 
 
 @pytest.mark.full

@@ -17,6 +17,7 @@ from support import CASES
 
 from harness.cli import main
 from harness.report.repro import repro_name, write_repro
+from harness.verdict.compare import RESULT_COLUMNS
 
 SEED = (CASES / "seed.yaml").read_text(encoding="utf-8")
 SECRET = "TOP-SECRET-3f9a1c"
@@ -367,7 +368,7 @@ def test_every_malformed_results_table_is_exit_2_naming_the_file(passing, tmp_pa
 @pytest.mark.parametrize(
     "variant, message",
     [
-        ("truncated-mid-number", "expected 21 fields"),
+        ("truncated-mid-number", f"expected {len(RESULT_COLUMNS)} fields"),
         ("truncated-last-field", "does not end with a line end"),
         ("nan-in-step", "column step expected an integer >= 0"),
         ("string-in-value", "column value expected a number"),

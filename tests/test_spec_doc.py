@@ -13,7 +13,7 @@ import pytest
 from support import DATA, ROOT
 
 from harness.cases.model import ACTIVATIONS, DTYPES, INIT_SCHEMES, LOSSES, OPTIMIZERS
-from harness.verdict.compare import DEFAULT_TOLERANCES
+from harness.verdict.compare import DEFAULT_TOLERANCES, UNIT_ROUNDOFF
 
 CONTRACT = (ROOT / "docs" / "spec.md").read_text(encoding="utf-8")
 
@@ -148,9 +148,10 @@ def test_every_init_scheme_is_in_section_2_5_with_its_defaults():
 
 def test_every_dtype_is_in_section_6_with_its_default_tolerance():
     body = section(CONTRACT, r"6\.4 ")
-    rows = re.findall(r"^\| `(\w+)` \| ([^|]+) \| ([^|]+) \|", body, re.MULTILINE)
+    rows = re.findall(r"^\| `(\w+)` \| 2\^(-\d+) \| ([^|]+) \| ([^|]+) \|", body, re.MULTILINE)
     assert sorted(name for name, *_ in rows) == sorted(DTYPES)
-    for name, rtol, atol in rows:
+    for name, exponent, rtol, atol in rows:
+        assert 2.0 ** int(exponent) == UNIT_ROUNDOFF[name], name
         assert (number(rtol), number(atol)) == (
             DEFAULT_TOLERANCES[name].rtol,
             DEFAULT_TOLERANCES[name].atol,

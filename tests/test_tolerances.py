@@ -1,9 +1,11 @@
 """The default tolerances catch a one-part-in-10^4 gradient error and raise no false alarm.
 
 The false-alarm half is the library run (test_library.py: torch and jax agree with the
-reference on every case). Here an error of 1e-4 relative is injected into the first-step
-gradient of each parameter of each float32 case, one parameter at a time, and must be
-flagged at that parameter.
+reference on every case) and tests/test_cancellation.py. Here an error of 1e-4 relative is
+injected into the first-step gradient of each parameter of each float32 case, one
+parameter at a time, and must be flagged at that parameter wherever some element of it is
+detectable: an element whose terms cancel more than about a hundredfold is allowed the
+rounding error of those terms (docs/tolerances.md), so 1e-4 of it may be within tolerance.
 """
 
 from __future__ import annotations
@@ -15,24 +17,26 @@ from support import CASES
 
 from harness.cases.loader import load_cases
 from harness.run.runner import run
-from harness.verdict.compare import compare, tolerance_for
+from harness.verdict.compare import compare
 
 INJECTED = 1e-4
 FLOAT32_CASES = [case for case in load_cases([CASES]) if case.dtype == "float32"]
 
 
-def detection_floor(rtol: float, atol: float) -> float:
-    """Smallest |gradient| whose 1e-4 relative change exceeds atol + rtol·|gradient|."""
-    return atol / (INJECTED - rtol)
+def detectable_params(case, reference: pd.DataFrame) -> pd.Series:
+    """Per first-step gradient parameter: whether some element's 1e-4 relative change
+    exceeds its tolerance atol + rtol·magnitude."""
+    table = compare(reference, [case], "numpy")
+    grads = table[(table["quantity"] == "grad") & (table["step"] == 0)]
+    visible = INJECTED * grads["value"].abs() > grads["tol"]
+    return visible.groupby(grads["param"]).any()
 
 
 @pytest.mark.parametrize("case", FLOAT32_CASES, ids=[c.name for c in FLOAT32_CASES])
 def test_a_1e4_gradient_error_is_flagged_at_that_parameter(case):
     reference = run([case], ["numpy"])
-    tolerance = tolerance_for(case)
-    grads = reference[(reference["quantity"] == "grad") & (reference["step"] == 0)]
-    largest = grads.groupby("param")["value"].apply(lambda v: v.abs().max())
-    detectable = largest[largest >= detection_floor(tolerance.rtol, tolerance.atol)].index
+    visible = detectable_params(case, reference)
+    detectable = visible[visible].index
     injected = []
     for param in detectable:
         rows = (
@@ -53,19 +57,19 @@ def test_a_1e4_gradient_error_is_flagged_at_that_parameter(case):
 
 
 def test_most_float32_gradients_are_above_the_detection_floor():
-    """The floor excludes only gradients that are tiny by design (saturated, cancelling)."""
+    """The floor excludes only gradients that are tiny or cancelling by design."""
     table = run(FLOAT32_CASES, ["numpy"])
-    grads = table[(table["quantity"] == "grad") & (table["step"] == 0)]
-    largest = grads.groupby(["case", "param"])["value"].apply(lambda v: v.abs().max())
-    floors = {
-        c.name: detection_floor(tolerance_for(c).rtol, tolerance_for(c).atol) for c in FLOAT32_CASES
-    }
-    below = largest[largest < largest.index.get_level_values("case").map(floors)]
-    assert len(below) / len(largest) < 0.05, below.to_string()
-    assert set(below.index.get_level_values("case")) <= {
+    by_case = {c.name: c for c in FLOAT32_CASES}
+    visible = pd.concat(
+        {name: detectable_params(by_case[name], rows) for name, rows in table.groupby("case")}
+    )
+    hidden = visible[~visible]
+    assert len(hidden) / len(visible) < 0.1, hidden.to_string()
+    assert set(hidden.index.get_level_values(0)) <= {
         "edge-bce-moderate[dtype=float32]",
         "edge-sigmoid-saturated[dtype=float32]",
-    }
+        "loss-bce[dtype=float32]",
+    }, hidden.to_string()
 
 
 @pytest.mark.parametrize(

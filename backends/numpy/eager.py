@@ -9,7 +9,8 @@ from typing import ClassVar
 import numpy as np
 
 from backends.base import Backend, Model
-from backends.numpy.ops import ACTIVATIONS, LOSSES, Optimizer
+from backends.numpy.ops import Optimizer, activation, loss
+from backends.numpy.semantics import PYTORCH, Semantics
 from harness.cases.inputs import Inputs
 from harness.cases.model import Case, param_names
 
@@ -31,13 +32,18 @@ class NumpyBackend(Backend):
     rank = 0  # the reference, listed first
     vectorized = "backends.numpy.vectorized:run_batch"
 
+    def __init__(self, semantics: Semantics = PYTORCH) -> None:
+        # A framework's documented behaviour instead of PyTorch's, for checking a known
+        # divergence (harness/verdict/known.py); a run's reference is always PYTORCH.
+        self.semantics = semantics
+
     def unsupported_reason(self, case: Case) -> str | None:
         if case.dtype == "bfloat16" and not _has_ml_dtypes():
             return "bfloat16 needs the ml_dtypes package (pip install ml_dtypes)"
         return super().unsupported_reason(case)
 
     def build(self, case: Case, inputs: Inputs) -> Model:
-        return NumpyModel(case, inputs)
+        return NumpyModel(case, inputs, self.semantics)
 
 
 def _has_ml_dtypes() -> bool:
@@ -59,7 +65,7 @@ def matrix_product(dtype: np.dtype) -> Callable[[np.ndarray, np.ndarray], np.nda
 
 
 @functools.lru_cache(maxsize=256)
-def _layer_names(sizes: tuple[int, ...]) -> tuple[tuple[str, str], ...]:
+def layer_names(sizes: tuple[int, ...]) -> tuple[tuple[str, str], ...]:
     """Each layer's (weight, bias) ``state_dict`` names."""
     names = param_names(sizes)
     return tuple(zip(names[0::2], names[1::2], strict=True))
@@ -69,20 +75,27 @@ class NumpyModel:
     """The reference network. It never writes into a parameter array (every update makes
     new ones), so the arrays it hands out stay as they were when handed out."""
 
-    def __init__(self, case: Case, inputs: Inputs) -> None:
-        dtype = numpy_dtype(case.dtype)
-        self.layer_names = _layer_names(case.network.sizes)
+    def __init__(self, case: Case, inputs: Inputs, semantics: Semantics = PYTORCH) -> None:
+        dtype = numpy_dtype(semantics.compute_dtype or case.dtype)
+        self.layer_names = layer_names(case.network.sizes)
         self.params = {
             name: inputs.params[name].astype(dtype) for layer in self.layer_names for name in layer
         }
         self.x = inputs.x.astype(dtype)
         self.y = inputs.y.astype(dtype)
         self.product = matrix_product(dtype)
-        hidden = [ACTIVATIONS[case.network.activation]] * (len(self.layer_names) - 1)
-        self.nonlinearities = [*hidden, ACTIVATIONS[case.network.output_activation]]  # per layer
-        self.loss_name = case.loss.name
+        hidden = [activation(case.network.activation, semantics)] * (len(self.layer_names) - 1)
+        last = activation(case.network.output_activation, semantics)
+        self.nonlinearities = [*hidden, last]  # per layer
+        self.loss = loss(case.loss.name, semantics)
         self.loss_args = case.loss.args
-        self.optimizer = Optimizer(case.optimizer.name, case.optimizer.args)
+        # The loss computed from the last pre-activation, skipping the sigmoid's derivative.
+        self.loss_from_logits = (
+            semantics.bce_from_logits
+            and case.loss.name == "bce"
+            and case.network.output_activation == "sigmoid"
+        )
+        self.optimizer = Optimizer(case.optimizer.name, case.optimizer.args, semantics)
         self._forward_pass: tuple[list[np.ndarray], list[np.ndarray]] | None = None
 
     def _layers(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -118,9 +131,12 @@ class NumpyModel:
                 self.nonlinearities, pre_activations, activations[1:], strict=True
             )
         ]
-        loss, dloss_dout = LOSSES[self.loss_name](activations[-1], self.y, self.loss_args)
+        if self.loss_from_logits:
+            value, delta = loss("bce_logits")(pre_activations[-1], self.y, self.loss_args)
+        else:
+            value, dloss_dout = self.loss(activations[-1], self.y, self.loss_args)
+            delta = dloss_dout * slopes[-1]  # dloss/dz of the last layer
         grads: dict[str, np.ndarray] = {}
-        delta = dloss_dout * slopes[-1]  # dloss/dz of the last layer
         for layer in reversed(range(len(self.layer_names))):
             weight, bias = self.layer_names[layer]
             grads[weight] = self.product(delta.T, activations[layer])
@@ -130,7 +146,7 @@ class NumpyModel:
         grads = {name: grads[name] for name in self.params}  # state_dict order
         self.optimizer.step(self.params, grads)
         self._forward_pass = None
-        return np.asarray(loss), grads
+        return np.asarray(value), grads
 
     def load_parameters(self, params: dict[str, np.ndarray]) -> None:
         """Replace the current parameters (and forget the forward pass made with the old ones)."""

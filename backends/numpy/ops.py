@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from backends.numpy.semantics import PYTORCH, Semantics
+
 Array = np.ndarray
 
 _erf = np.frompyfunc(math.erf, 1, 1)
@@ -132,6 +134,72 @@ ACTIVATIONS: Mapping[str, Activation] = {
 }
 
 
+def _leaky_relu(slope: float, slope_at_zero: float) -> Activation:
+    return Activation(
+        lambda z: np.where(z > 0, z, slope * z),
+        lambda z, _: np.where(z > 0, 1, np.where(z == 0, slope_at_zero, slope)).astype(z.dtype),
+    )
+
+
+_erfc = np.frompyfunc(math.erfc, 1, 1)
+
+
+def _gelu_with_erfc(inverse_root_two: float) -> Activation:
+    """0.5 z erfc(-z c), c = 1/√2 as a framework rounds it (TensorFlow's tf.nn.gelu form)."""
+
+    def erfc_of(x: Array) -> Array:
+        return np.asarray(_erfc(x.astype(np.float64)), dtype=np.float64).astype(x.dtype)
+
+    def derivative(z: Array, _: Array) -> Array:
+        c = z.dtype.type(inverse_root_two)
+        scaled = z * c
+        pdf = np.exp(-scaled * scaled) * c / z.dtype.type(math.sqrt(math.pi))
+        return 0.5 * erfc_of(-scaled) + z * pdf
+
+    return Activation(lambda z: 0.5 * z * erfc_of(-z * z.dtype.type(inverse_root_two)), derivative)
+
+
+def _gelu_tanh_with(cubic: float) -> Activation:
+    def inner_tanh(z: Array) -> Array:
+        return np.tanh(z.dtype.type(_SQRT_2_OVER_PI) * (z + z.dtype.type(cubic) * z**3))
+
+    def derivative(z: Array, _: Array) -> Array:
+        t = inner_tanh(z)
+        d_inner = z.dtype.type(_SQRT_2_OVER_PI) * (1 + z.dtype.type(3 * cubic) * z * z)
+        return 0.5 * (1 + t) + 0.5 * z * (1 - t * t) * d_inner
+
+    return Activation(lambda z: 0.5 * z * (1 + inner_tanh(z)), derivative)
+
+
+def _softplus_above(threshold: float) -> Activation:
+    return Activation(
+        lambda z: np.where(z > threshold, z, np.logaddexp(z.dtype.type(0), z)),
+        lambda z, _: np.where(z > threshold, 1, _sigmoid(z)).astype(z.dtype),
+    )
+
+
+def _float32(value: float) -> float:
+    """``value`` rounded to float32, as a framework's float32 constant cast to float64 is."""
+    return float(np.float32(value))
+
+
+@functools.lru_cache(maxsize=64)
+def activation(name: str, semantics: Semantics = PYTORCH) -> Activation:
+    """The activation ``name`` as the reference computes it under ``semantics``."""
+    rounded = _float32 if semantics.float32_constants else float
+    at_zero = semantics.leaky_relu_slope_at_zero
+    if name == "leaky_relu" and (semantics.float32_constants or at_zero is not None):
+        slope = rounded(0.01)
+        return _leaky_relu(slope, slope if at_zero is None else at_zero)
+    if name == "gelu" and semantics.float32_constants:
+        return _gelu_with_erfc(_float32(0.7071067811865476))
+    if name == "gelu_tanh" and semantics.float32_constants:
+        return _gelu_tanh_with(_float32(_GELU_TANH_CUBIC))
+    if name == "softplus" and semantics.softplus_threshold is not None:
+        return _softplus_above(semantics.softplus_threshold)
+    return ACTIVATIONS[name]
+
+
 def _softmax(z: Array) -> Array:
     shifted = np.exp(z - z.max(axis=1, keepdims=True))
     return shifted / shifted.sum(axis=1, keepdims=True)
@@ -153,6 +221,15 @@ def _bce(o: Array, y: Array) -> tuple[Array, Array]:
     return _mean(value), (o - y) / (o * (1 - o)) / o.size
 
 
+def _clipped_bce(o: Array, y: Array, clip: float) -> tuple[Array, Array]:
+    # As Keras writes it: log(1 - o), not log1p(-o), after the clip; no gradient where clipped.
+    low, high = o.dtype.type(clip), o.dtype.type(1 - clip)
+    c = np.clip(o, low, high)
+    value = -(y * np.log(c) + (1 - y) * np.log(1 - c))
+    inside = (o >= low) & (o <= high)
+    return _mean(value), np.where(inside, (c - y) / (c * (1 - c)), 0).astype(o.dtype) / o.size
+
+
 def _bce_logits(z: Array, y: Array) -> tuple[Array, Array]:
     # max(z, 0) - z·y + log(1 + e^-|z|): the stable form of the sigmoid cross-entropy
     value = np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))
@@ -169,7 +246,8 @@ def _cross_entropy(z: Array, y: Array) -> tuple[Array, Array]:
 
 
 # Each maps (output o, target y, args) to (loss, dloss/do); e = o - y.
-LOSSES: Mapping[str, Callable[[Array, Array, Mapping[str, float]], tuple[Array, Array]]] = {
+LossFunction = Callable[[Array, Array, Mapping[str, float]], tuple[Array, Array]]
+LOSSES: Mapping[str, LossFunction] = {
     "mse": lambda o, y, a: _mse(o - y),
     "sse": lambda o, y, a: (((o - y) ** 2).sum(), 2 * (o - y)),
     "half_sse": lambda o, y, a: (0.5 * ((o - y) ** 2).sum(), o - y),
@@ -181,30 +259,70 @@ LOSSES: Mapping[str, Callable[[Array, Array, Mapping[str, float]], tuple[Array, 
 }
 
 
-class Optimizer:
-    """PyTorch's documented update rules (torch.optim), one parameter dict at a time."""
+def loss(name: str, semantics: Semantics = PYTORCH) -> LossFunction:
+    """The loss ``name`` as the reference computes it under ``semantics`` (the logits form of
+    ``bce_from_logits`` is the model's business: it needs the pre-activation)."""
+    if name == "bce" and semantics.bce_clip:
+        return lambda o, y, a: _clipped_bce(o, y, semantics.bce_clip)
+    return LOSSES[name]
 
-    def __init__(self, name: str, args: Mapping[str, Any]) -> None:
+
+class Optimizer:
+    """PyTorch's documented update rules (torch.optim), one parameter dict at a time, or a
+    framework's documented variant of them (``semantics``)."""
+
+    def __init__(self, name: str, args: Mapping[str, Any], semantics: Semantics = PYTORCH) -> None:
         self.name = name
         self.args = args
+        self.semantics = semantics
+        self.dtype: np.dtype | None = None
         self.state: dict[str, dict[str, Any]] = {}
         self.t = 0
         self._update: Callable[[Array, Array, dict[str, Any]], Array] = getattr(self, f"_{name}")
+        # AdamW's decay is decoupled in PyTorch too; for the others it is a switch.
+        self._decoupled = semantics.decoupled_weight_decay and name != "adamw"
 
     def step(self, params: dict[str, Array], grads: Mapping[str, Array]) -> None:
+        if self.dtype is None:  # the case's dtype (bfloat16 arithmetic widens to float32)
+            self.dtype = next(iter(params.values())).dtype
         self.t += 1
         for name, p in params.items():
             params[name] = self._update(p, grads[name], self.state.setdefault(name, {}))
+
+    def _k(self, value: float) -> float:
+        """A hyper-parameter as the framework casts it: exact (PyTorch), or rounded to
+        float32 (``float32_constants``: Keras' ``ops.cast(self.momentum, variable.dtype)``
+        makes a float32 tensor of the Python float first). Only the casts Keras writes:
+        SGD's momentum, every weight decay, Adam's betas in the bias-correction powers; a
+        Python float Keras multiplies a tensor with (``1 - beta_1``, RMSprop's rho, eps)
+        takes the tensor's dtype exactly, as measured against Keras 3.15 in float64."""
+        if not self.semantics.float32_constants:
+            return value
+        return float(np.asarray(np.float32(value)).astype(self.dtype))
+
+    def _weight_decay(self, p: Array, g: Array) -> tuple[Array, Array]:
+        """(p, g) after weight decay: added to the gradient (PyTorch), or taken off the
+        parameter before the update (decoupled, as Keras writes it: p - p * wd * lr)."""
+        decay = self._k(self.args["weight_decay"])
+        if not decay:
+            return p, g
+        if self._decoupled:
+            return p - p * decay * self.args["lr"], g
+        return p, g + decay * p
 
     def _sgd(self, p: Array, g: Array, state: dict[str, Any]) -> Array:
         # The most common optimizer: its hyper-parameters are converted to p's dtype once
         # (``constants``), the same bits as NumPy's conversion of a Python operand per call.
         a = self.args
         if a["weight_decay"]:
-            (weight_decay,) = constants(p.dtype, a["weight_decay"])
-            g = g + weight_decay * p
+            (weight_decay,) = constants(p.dtype, self._k(a["weight_decay"]))
+            if self._decoupled:
+                (lr,) = constants(p.dtype, a["lr"])
+                p = p - p * weight_decay * lr
+            else:
+                g = g + weight_decay * p
         if a["momentum"]:
-            momentum, undamped = constants(p.dtype, a["momentum"], 1 - a["dampening"])
+            momentum, undamped = constants(p.dtype, self._k(a["momentum"]), 1 - a["dampening"])
             if "buf" not in state:
                 state["buf"] = g.copy()
             else:
@@ -217,27 +335,47 @@ class Optimizer:
         a = self.args
         beta1, beta2 = a["betas"]
         if decoupled:
-            p = p * (1 - a["lr"] * a["weight_decay"])
-        elif a["weight_decay"]:
-            g = g + a["weight_decay"] * p
+            p = p * (1 - a["lr"] * self._k(a["weight_decay"]))
+        else:
+            p, g = self._weight_decay(p, g)
         state["m"] = beta1 * state.get("m", 0) + (1 - beta1) * g
-        state["v"] = beta2 * state.get("v", 0) + (1 - beta2) * g * g
-        m_hat = state["m"] / (1 - beta1**self.t)
-        v_hat = state["v"] / (1 - beta2**self.t)
+        if self.semantics.second_moment_in_float32 and p.dtype.itemsize < 4:
+            v = beta2 * state.get("v", 0) + (1 - beta2) * g.astype(np.float32) * g
+            state["v"] = np.asarray(v).astype(p.dtype)
+        else:
+            state["v"] = beta2 * state.get("v", 0) + (1 - beta2) * g * g
+        if self.semantics.float32_constants:
+            # As Keras computes them: tensors of the variable's dtype, ops.power of the cast
+            # beta, so 1 - beta_2^t cancels in that dtype's arithmetic.
+            step = np.asarray(self.t, self.dtype)
+            beta1_power = np.asarray(self._k(beta1), self.dtype) ** step
+            beta2_power = np.asarray(self._k(beta2), self.dtype) ** step
+        else:
+            beta1_power, beta2_power = beta1**self.t, beta2**self.t
+        if self.semantics.epsilon_hat:
+            step_size = a["lr"] * np.sqrt(1 - beta2_power) / (1 - beta1_power)
+            return p - state["m"] * step_size / (np.sqrt(state["v"]) + a["eps"])
+        m_hat = state["m"] / (1 - beta1_power)
+        v_hat = state["v"] / (1 - beta2_power)
         return p - a["lr"] * m_hat / (np.sqrt(v_hat) + a["eps"])
 
     def _adamw(self, p: Array, g: Array, state: dict[str, Any]) -> Array:
         return self._adam(p, g, state, decoupled=True)
 
+    def _root(self, v: Array) -> Array:
+        """The denominator of RMSprop and Adagrad: sqrt(v) + eps (PyTorch) or sqrt(v + eps)."""
+        eps = self.args["eps"]
+        return np.sqrt(v + eps) if self.semantics.eps_inside_sqrt else np.sqrt(v) + eps
+
     def _rmsprop(self, p: Array, g: Array, state: dict[str, Any]) -> Array:
         a = self.args
-        g = g + a["weight_decay"] * p if a["weight_decay"] else g
+        p, g = self._weight_decay(p, g)
         state["v"] = a["alpha"] * state.get("v", 0) + (1 - a["alpha"]) * g * g
         v = state["v"]
         if a["centered"]:
             state["g_avg"] = a["alpha"] * state.get("g_avg", 0) + (1 - a["alpha"]) * g
             v = v - state["g_avg"] ** 2
-        step = g / (np.sqrt(v) + a["eps"])  # eps outside the square root, as torch.optim.RMSprop
+        step = g / self._root(v)
         if a["momentum"]:
             state["buf"] = a["momentum"] * state.get("buf", 0) + step
             step = state["buf"]
@@ -245,8 +383,8 @@ class Optimizer:
 
     def _adagrad(self, p: Array, g: Array, state: dict[str, Any]) -> Array:
         a = self.args
-        g = g + a["weight_decay"] * p if a["weight_decay"] else g
+        p, g = self._weight_decay(p, g)
         if "sum" not in state:
-            state["sum"] = np.full_like(p, a["initial_accumulator_value"])
+            state["sum"] = np.full_like(p, self._k(a["initial_accumulator_value"]))
         state["sum"] = state["sum"] + g * g
-        return p - a["lr"] * g / (np.sqrt(state["sum"]) + a["eps"])
+        return p - a["lr"] * g / self._root(state["sum"])

@@ -196,7 +196,9 @@ def compare_with_reference(kit: Kit, case: Case) -> CheckResult:
             Outcome(case, kit.name, kit.candidate.version(), trace=trace),
         ]
     )
-    table, _ = apply_known(compare(raw, [case], kit.reference.name), [case], kit.known)
+    table, _ = apply_known(
+        compare(raw, [case], kit.reference.name), [case], kit.known, kit.reference.name
+    )
     mine = table[table["backend"] == kit.name]
     failing = mine[mine["status"].isin(FAILING)]
     if len(failing):

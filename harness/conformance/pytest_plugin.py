@@ -27,7 +27,7 @@ import pytest
 from backends import registry
 from harness.conformance.battery import DEFAULT_REFERENCE, battery, open_kit
 from harness.conformance.checks import FAIL, KNOWN, SKIPPED, Check, CheckResult, Kit
-from harness.verdict.known import load_known
+from harness.verdict.known import adapter_known, known_option
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -70,7 +70,9 @@ def crossgrad_kit(pytestconfig: pytest.Config) -> Iterator[Kit]:
     known_file = pytestconfig.getoption("--crossgrad-known") or pytestconfig.getini(
         "crossgrad_known"
     )
-    known = load_known(pytestconfig.rootpath / known_file) if known_file else []
+    # The built-in entries and the adapter's own always apply; a named file adds to them.
+    named = [str(pytestconfig.rootpath / known_file)] if known_file else None
+    known = adapter_known([name], known_option(named))
     yield open_kit(name, _setting(pytestconfig, "crossgrad_reference"), known)
 
 

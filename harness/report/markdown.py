@@ -18,18 +18,20 @@ from harness.verdict.status import SEVERITY, Status
 
 
 def known_markdown(tallies: Mapping[str, KnownTally]) -> str:
-    """Each known divergence that matched in this run: how many values, how large."""
+    """Each known divergence that explained rows in this run: verified (the backend matches
+    the reference with the entry's switches) or only bounded, how many values, how large."""
     if not tallies:
         return ""
     lines = [
         "## Known divergences in this run",
         "",
-        "| id | backends | pairs | values | max abs err | max rel err |",
-        "|---|---|---|---|---|---|",
+        "| id | explained | backends | pairs | values | max abs err | max rel err |",
+        "|---|---|---|---|---|---|---|",
     ]
     for entry_id, t in tallies.items():
         lines.append(
-            f"| {markdown(entry_id)} | {markdown(', '.join(sorted(t.backends)))} | {t.pairs} | {t.values} | "
+            f"| {markdown(entry_id)} | {t.kind} | {markdown(', '.join(sorted(t.backends)))} | "
+            f"{t.pairs} | {t.values} | "
             f"{t.max_abs_err:.3g} | {t.max_rel_err:.3g} |"
         )
     return "\n".join([*lines, ""])

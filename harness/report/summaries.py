@@ -145,6 +145,7 @@ def margin_text(value: float) -> str:
 class KnownTally:
     """What one known divergence matched: backends, pairs, values, largest errors."""
 
+    kind: str  # "verified" or "bounded, not verified"
     backends: set[str]
     pairs: int
     values: int
@@ -165,18 +166,25 @@ def _nanmax(a: float, b: float) -> float:
 
 
 def known_tallies(table: pd.DataFrame) -> dict[str, KnownTally]:
-    """Per known-divergence id, in the order the table first shows it: what it matched."""
+    """Per known-divergence id, in the order the table first shows it: what it explained.
+
+    A row explained by several entries at once (tried together) counts for each of them.
+    """
     known = table[table["status"] == Status.KNOWN]
     if known.empty:
         return {}
-    ids = known["detail"].str.extract(r"^known divergence (\S+):", expand=False)
+    parts = known["detail"].str.extract(
+        r"^known divergence (?P<ids>[^(]+?) \((?P<kind>verified|bounded, not verified)"
+    )
+    rows = known.assign(_id=parts["ids"].str.split(", "), _kind=parts["kind"]).explode("_id")
     return {
         str(entry_id): KnownTally(
-            backends=set(rows["backend"]),
-            pairs=len(rows[["case", "backend"]].drop_duplicates()),
-            values=len(rows),
-            max_abs_err=float(rows["abs_err"].max()),
-            max_rel_err=float(rows["rel_err"].max()),
+            kind=str(group["_kind"].iloc[0]),
+            backends=set(group["backend"]),
+            pairs=len(group[["case", "backend"]].drop_duplicates()),
+            values=len(group),
+            max_abs_err=float(group["abs_err"].max()),
+            max_rel_err=float(group["rel_err"].max()),
         )
-        for entry_id, rows in known.groupby(ids, sort=False)
+        for entry_id, group in rows.groupby("_id", sort=False)
     }

@@ -10,6 +10,7 @@ the report equals the one a single chunk would give.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +27,7 @@ from harness.report.coverage import (
 )
 from harness.report.folder import ReportFolder
 from harness.report.repro import case_sources, write_repro
-from harness.report.writer import ReportWriter
+from harness.report.writer import ReportWriter, atomic_write_text
 from harness.run.budget import Budget, from_environment
 from harness.run.fingerprint import fingerprint
 from harness.run.outcome import Progress
@@ -34,7 +35,13 @@ from harness.run.scheduler import default_jobs
 from harness.run.session import CHUNK_CASES, FAIL_FAST, RunSession
 from harness.run.workers import DEFAULT_TIMEOUT
 from harness.verdict.compare import compare
-from harness.verdict.known import KnownDivergence, match_known, stale_entries
+from harness.verdict.known import (
+    KNOWN_FILE,
+    KnownDivergence,
+    known_record,
+    match_known,
+    stale_entries,
+)
 from harness.verdict.status import FAILING
 from harness.verdict.triage import assign_causes
 
@@ -96,7 +103,7 @@ def run_and_report(
             chunks = session.chunks(progress, vectorize=vectorize, timeout=timeout, jobs=jobs)
             for chunk, raw in chunks:
                 table, chunk_covered, chunk_matched = match_known(
-                    compare(raw, chunk, reference), chunk, known
+                    compare(raw, chunk, reference), chunk, known, reference
                 )
                 covered |= chunk_covered
                 matched |= chunk_matched
@@ -107,6 +114,10 @@ def run_and_report(
                 if fail_fast:
                     _stop_at_first_failure(session, table)
             stale = stale_entries(known, covered, matched)
+            atomic_write_text(
+                folder.path / KNOWN_FILE,
+                json.dumps(known_record(known, covered, matched), indent=1),
+            )
             failing_cases = {case for case, _ in writer.failing}
             sources = case_sources([c for c in cases if c.name in failing_cases], backends)
             repro = write_repro(writer.failing, sources, folder.path, out)

@@ -1,8 +1,12 @@
 """Comparison with the reference backend: tolerances, error columns and statuses.
 
-A value agrees when ``|value - reference| <= atol + rtol * |reference|`` (docs/spec.md §6.4); NaN
-agrees only with NaN and an infinity only with the same infinity. The default tolerances
-per dtype are documented in docs/tolerances.md with the reasoning behind each number.
+A value agrees when ``|value - reference| <= atol + rtol * magnitude`` (docs/spec.md §6.4),
+where ``magnitude`` is the size of the terms the reference made the value of
+(backends/numpy/rounding.py), never less than |reference|: a value whose terms cancelled is
+judged by the size of what cancelled, a well-conditioned one keeps a tight tolerance. NaN
+agrees only with NaN and an infinity only with the same infinity. The default rtol per
+dtype is a multiple of its unit roundoff; docs/tolerances.md gives the reasoning and a
+worked example.
 """
 
 from __future__ import annotations
@@ -13,14 +17,30 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from backends.numpy.rounding import magnitudes
+from harness.cases.inputs import make_inputs
 from harness.cases.model import Case, Tolerance
 from harness.run.runner import normalize
 from harness.verdict.oracle import add_oracle
+from harness.verdict.oracle import normalize_keys as normalize_oracle_keys
 from harness.verdict.status import Status
 
+UNIT_ROUNDOFF: dict[str, float] = {
+    "float64": 2.0**-53,
+    "float32": 2.0**-24,
+    "float16": 2.0**-11,
+    "bfloat16": 2.0**-8,
+}
+# How many unit roundoffs of the magnitude two correct implementations may differ by. The
+# library's correct rows (every built-in, float32 and float64, atol aside) differ by at most
+# 8 (99.9% by at most 6.4); 16 keeps a 1e-4 relative error visible on values whose terms
+# cancel up to about a hundredfold (docs/tolerances.md). Half precision keeps its measured
+# rtol (20 and 13 roundoffs): frameworks compute it in float32 and round once.
+ROUNDOFFS = 16
+
 DEFAULT_TOLERANCES: dict[str, Tolerance] = {
-    "float64": Tolerance(rtol=1e-10, atol=1e-13),
-    "float32": Tolerance(rtol=1e-5, atol=1e-7),
+    "float64": Tolerance(rtol=ROUNDOFFS * UNIT_ROUNDOFF["float64"], atol=1e-13),
+    "float32": Tolerance(rtol=ROUNDOFFS * UNIT_ROUNDOFF["float32"], atol=1e-7),
     "float16": Tolerance(rtol=1e-2, atol=2e-3),
     "bfloat16": Tolerance(rtol=5e-2, atol=1.6e-2),
 }
@@ -41,6 +61,7 @@ RESULT_COLUMNS = [
     "rel_err",
     "ulp_err",
     "tol",
+    "magnitude",  # the size of the terms the value was made of (backends/numpy/rounding.py)
     "expected",
     "status",
     "detail",
@@ -68,6 +89,7 @@ def compare(raw: pd.DataFrame, cases: Iterable[Case], reference: str) -> pd.Data
     not_run = raw.loc[~ran].assign(reference=np.nan, _ref_seq=np.nan)
     table = pd.concat([compared, not_run], ignore_index=True) if len(not_run) else compared
     table = normalize(table)
+    table = add_magnitudes(table, cases)
     table = _add_errors(table, {c.name: tolerance_for(c) for c in cases})
     table = _add_expected(table, cases)
     table["status"] = _statuses(table, reference)
@@ -117,8 +139,36 @@ def _add_errors(table: pd.DataFrame, tolerances: dict[str, Tolerance]) -> pd.Dat
     table["abs_err"] = abs_err
     table["rel_err"] = rel_err
     table["ulp_err"] = ulp_err
-    table["tol"] = atol + rtol * np.abs(ref)
+    magnitude = table["magnitude"].to_numpy(dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        magnitude = np.where(np.isnan(magnitude), np.abs(ref), np.fmax(magnitude, np.abs(ref)))
+    table["magnitude"] = magnitude
+    table["tol"] = atol + rtol * magnitude
     return table
+
+
+def add_magnitudes(table: pd.DataFrame, cases: list[Case]) -> pd.DataFrame:
+    """``table`` with each row's ``magnitude`` from the reference's computation (NaN where
+    the reference records no such value)."""
+    names = set(table.loc[table["step"].notna(), "case"])
+    frames = []
+    for case in cases:
+        if case.name not in names:
+            continue
+        rows = magnitudes(case, make_inputs(case), tolerance_for(case).rtol).rows()
+        frames.append(
+            pd.DataFrame(
+                {
+                    "case": case.name,
+                    **{key: rows[key] for key in ("step", "quantity", "param", "index")},
+                    "magnitude": rows["value"],
+                }
+            )
+        )
+    if not frames:
+        return table.assign(magnitude=np.nan)
+    found = normalize_oracle_keys(pd.concat(frames, ignore_index=True))
+    return table.merge(found, on=_VALUE_KEYS, how="left")
 
 
 def _ulp(ref: np.ndarray, dtypes: np.ndarray) -> np.ndarray:

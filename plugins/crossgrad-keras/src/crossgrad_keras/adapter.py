@@ -31,6 +31,8 @@ class KerasTorchBackend(Backend):
     name = "keras_torch"
     requires: ClassVar[tuple[str, ...]] = ("keras", "torch")
     distribution = "keras"
+    # Keras' documented behaviours (eps inside sqrt, epsilon-hat Adam, …), shipped with us.
+    known_divergences = "known_divergences.yaml"
     startup_seconds = 5.0  # Keras and PyTorch, imported in a child process of the worker
 
     def __init__(self) -> None:

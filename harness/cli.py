@@ -267,7 +267,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"crossgrad: report incomplete: {result.incomplete}", file=sys.stderr)
     for line in result.writer.printed_table():
         print(line)
-    print(f"\n{coverage_text(result.coverage)}")
+    print(f"\n{coverage_text(result.coverage, args.reference)}")
     for entry in result.stale:
         print(
             f"warning: stale known divergence {entry.id} ({entry.location}): it matched nothing that ran",
@@ -339,6 +339,7 @@ def _merge_into(args: argparse.Namespace, out: Path) -> int:
     environments = [env for r in inputs for env in r.environments]
     folders = [r.folder for r in inputs if r.folder is not None]
     knob_coverage = merge_coverage(folders, list(dict.fromkeys(table["backend"])))
+    reference = str(table["backend"].iloc[0]) if len(table) else None  # merge puts it first
     incomplete = "; ".join(r.incomplete for r in inputs if r.incomplete) or None
     if incomplete:
         print(f"crossgrad: report incomplete: {incomplete}", file=sys.stderr)
@@ -347,7 +348,7 @@ def _merge_into(args: argparse.Namespace, out: Path) -> int:
         out,
         environments,
         repro,
-        sections=[coverage_markdown(knob_coverage)],
+        sections=[coverage_markdown(knob_coverage, reference)],
         incomplete=incomplete,
     )
     if not knob_coverage.empty:

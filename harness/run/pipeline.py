@@ -115,7 +115,7 @@ def run_and_report(
                 [fingerprint(cases, session.settings)],
                 repro,
                 stale,
-                [coverage_markdown(knob_coverage)],
+                [coverage_markdown(knob_coverage, reference)],
                 session.incomplete,
             )
             knob_coverage.to_csv(folder.path / "coverage.csv", index=False)

@@ -18,7 +18,7 @@ import importlib.metadata
 import math
 import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from harness.errors import BackendUnavailable, CrossgradError, UnknownBackend
@@ -37,6 +37,8 @@ class AdapterEntry:
     name: str
     target: str  # "module:Class"
     source: str  # "built-in" or "plugin <distribution>"
+    # The distribution that registered it ("crossgrad" for a built-in; "" when unknown).
+    distribution: str = field(default="", compare=False)
 
 
 def entries() -> dict[str, AdapterEntry]:
@@ -66,7 +68,12 @@ def _scanned() -> list[AdapterEntry]:
     if lookup not in _SCANNED:
         points = list(lookup(group=ENTRY_POINT_GROUP))
         found = [
-            AdapterEntry(ep.name, ep.value, _source(ep.dist.name if ep.dist else None))
+            AdapterEntry(
+                ep.name,
+                ep.value,
+                _source(ep.dist.name if ep.dist else None),
+                ep.dist.name if ep.dist else "",
+            )
             for ep in points
         ]
         builtins = sorted((e for e in found if e.source == BUILT_IN), key=_builtin_order)

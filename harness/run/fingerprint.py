@@ -1,7 +1,7 @@
 """The environment a report was produced in: enough to tell two runs' machines apart.
 
-Python, OS, CPU, every framework's version (from package metadata: nothing is imported
-for this), thread and determinism settings, TF32 flags read back from the frameworks a
+Python, OS, CPU, the versions of crossgrad, of the libraries its comparison uses and of
+every adapter that ran (from package metadata: nothing is imported for this), thread and determinism settings, TF32 flags read back from the frameworks a
 run actually imported, and the seeds of every case. The frameworks are imported in the
 backends' worker processes, so each worker reads its own back (``framework_threads``,
 ``framework_flags``) and the run hands them to ``fingerprint``.
@@ -9,29 +9,26 @@ backends' worker processes, so each worker reads its own back (``framework_threa
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import os
 import platform
+import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from backends import registry
 from harness import text
 from harness.cases.model import Case, InitSpec, RandomArraySpec
+from harness.errors import BackendUnavailable, UnknownBackend
 from harness.run import determinism
 
-DISTRIBUTIONS = (
-    "numpy",
-    "pandas",
-    "torch",
-    "jax",
-    "jaxlib",
-    "optax",
-    "tensorflow-cpu",
-    "tensorflow",
-    "keras",
-    "mpmath",
-)
+# The distributions crossgrad's own comparison runs on (tables, the 50-digit oracle,
+# bfloat16), recorded whatever backends ran; ml_dtypes only where it is installed.
+COMPARISON_DISTRIBUTIONS = ("numpy", "pandas", "pyarrow", "mpmath", "ml_dtypes")
+OPTIONAL_DISTRIBUTIONS = ("ml_dtypes",)
+NOT_INSTALLED = "not installed"
 THREAD_VARIABLES = (
     "OMP_NUM_THREADS",
     "MKL_NUM_THREADS",
@@ -43,11 +40,14 @@ THREAD_VARIABLES = (
 
 
 def fingerprint(
-    cases: list[Case], workers: Mapping[str, Mapping[str, Any]] | None = None
+    cases: list[Case],
+    workers: Mapping[str, Mapping[str, Any]] | None = None,
+    backends: Sequence[str] = (),
 ) -> dict[str, Any]:
     """A JSON-ready description of this process's machine, software and settings.
 
-    ``workers`` holds, per backend, the ``threads`` and ``flags`` its worker read back.
+    ``workers`` holds, per backend, the ``threads`` and ``flags`` its worker read back;
+    ``backends`` are the backends that ran, in run order.
     """
     threads = {name: os.environ.get(name, "") for name in THREAD_VARIABLES} | framework_threads()
     flags = determinism.apply_environment() | framework_flags()
@@ -61,7 +61,7 @@ def fingerprint(
         "machine": platform.machine(),
         "cpu": _cpu_model(),
         "cpu_count": os.cpu_count(),
-        "versions": _versions(),
+        "versions": versions(list(dict.fromkeys([*backends, *(workers or {})]))),
         "threads": threads,
         "determinism": flags,
         "seeds": _seeds(cases),
@@ -79,14 +79,65 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def _versions() -> dict[str, str]:
-    found = {}
-    for dist in DISTRIBUTIONS:
+def versions(backends: Iterable[str] = ()) -> dict[str, str]:
+    """Distribution -> version: crossgrad, the libraries its comparison uses, then each
+    backend's (``backend_distributions``), each once; ``not installed`` where a backend
+    names a distribution that is not (ml_dtypes, optional, is then left out)."""
+    wanted = [registry.DISTRIBUTION, *COMPARISON_DISTRIBUTIONS]
+    wanted += [dist for name in backends for dist in backend_distributions(name)]
+    found: dict[str, str] = {}
+    seen: set[str] = set()
+    for dist in wanted:
+        key = _canonical(dist)
+        if key in seen:
+            continue
+        seen.add(key)
         try:
             found[dist] = importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
-            continue
+            if dist not in OPTIONAL_DISTRIBUTIONS:
+                found[dist] = NOT_INSTALLED
     return found
+
+
+def backend_distributions(name: str) -> list[str]:
+    """The distributions behind backend ``name``: its class's ``distribution`` (the
+    framework), those that provide the modules it ``requires``, and a plugin's own."""
+    entry = registry.entries().get(name)
+    found = []
+    try:
+        cls = registry.load_class(name)
+    except (BackendUnavailable, UnknownBackend):
+        cls = None
+    if cls is not None:
+        # A framework installed under another name (the full "tensorflow" for
+        # "tensorflow-cpu") is found through ``requires``; ``version()`` knows it.
+        if cls.distribution and (_installed(cls.distribution) or cls.version() in ("", "unknown")):
+            found.append(cls.distribution)
+        provided = _module_distributions()
+        found += [dist for module in cls.requires for dist in provided.get(module, [])]
+    if entry is not None and entry.distribution and entry.source != registry.BUILT_IN:
+        found.append(entry.distribution)
+    return found
+
+
+def _installed(dist: str) -> bool:
+    try:
+        importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+@functools.cache
+def _module_distributions() -> Mapping[str, list[str]]:
+    """Top-level module -> the distributions that provide it; read once (it scans every
+    installed distribution's file list)."""
+    return importlib.metadata.packages_distributions()
+
+
+def _canonical(dist: str) -> str:
+    return re.sub(r"[-_.]+", "-", dist).lower()
 
 
 def framework_threads() -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""The environment a report records: the versions of what ran."""
+"""The environment a report records: the versions of what ran, each setting once, and each
+backend's settings as its own worker read them back."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from support import CASES
 
 from harness.cli import main
 from harness.run import fingerprint
-from harness.run.fingerprint import NOT_INSTALLED
+from harness.run.fingerprint import NOT_INSTALLED, THREAD_VARIABLES
 
 SEED = str(CASES / "seed.yaml")
 
@@ -25,6 +26,15 @@ def test_adapters(monkeypatch):
             "ghost": "fake_plugins:MissingFrameworkBackend",
         },
     )
+
+
+def _report(out):
+    (environment,) = json.loads((out / "environment.json").read_text())
+    run = json.loads((out / "run.json").read_text())
+    summary = (out / "summary.md").read_text()
+    table = summary[summary.index("## Environment") :].splitlines()
+    rows = [line.strip("|").split(" | ") for line in table if line.startswith("| ")]
+    return environment, run, {cells[0].strip(): cells[1].strip() for cells in rows[1:]}, rows
 
 
 def test_versions_list_crossgrad_its_comparison_libraries_and_the_backends_that_ran():
@@ -50,9 +60,44 @@ def test_a_backend_whose_distribution_is_not_installed_is_listed_as_not_installe
 
 def test_a_plugin_run_lists_its_own_distribution_and_only_the_frameworks_that_ran(tmp_path):
     assert main(["run", SEED, "-b", "echo", "--out", str(tmp_path)]) == 0
-    (environment,) = json.loads((tmp_path / "environment.json").read_text())
+    environment, _, table, _ = _report(tmp_path)
     versions = environment["versions"]
     assert versions[TEST_DISTRIBUTION] == NOT_INSTALLED  # echo's plugin distribution
     assert versions["numpy"] == importlib.metadata.version("numpy")
     assert "torch" not in versions and "tensorflow-cpu" not in versions
-    assert f"| {TEST_DISTRIBUTION} | {NOT_INSTALLED} |" in (tmp_path / "summary.md").read_text()
+    assert table[TEST_DISTRIBUTION] == NOT_INSTALLED
+
+
+def test_the_environment_table_shows_each_setting_once_and_each_worker_s_own_values(tmp_path):
+    assert main(["run", SEED, "-b", "jax", "--out", str(tmp_path)]) == 0
+    environment, run, table, rows = _report(tmp_path)
+    names = [cells[0].strip() for cells in rows[1:]]
+    assert len(names) == len(set(names)), names
+    for variable in THREAD_VARIABLES[:4]:  # OMP, MKL, OPENBLAS, XLA: once, not twice
+        assert names.count(variable) == 1
+        assert environment["threads"][variable] == table[variable]
+        assert variable not in environment["determinism"]
+    # What summary.md shows per backend is what its worker recorded in run.json.
+    recorded = run["determinism"]["backends"]
+    assert environment["backends"] == recorded
+    assert recorded["jax"]["flags"] == {
+        "jax_enable_x64": True,
+        "jax_default_matmul_precision": "highest",
+    }
+    for backend, record in recorded.items():
+        for part in ("threads", "flags"):
+            for name, value in record[part].items():
+                assert table[f"{backend}: {name}"] == str(value)
+    # No unlabelled framework flag: the run's own process computes nothing of a backend's.
+    assert "jax_enable_x64" not in table and "jax_enable_x64" not in environment["determinism"]
+
+
+def test_an_older_environment_json_still_shows_each_variable_once():
+    older = {
+        "python": "3.11.7",
+        "threads": {"OMP_NUM_THREADS": "1", "torch.get_num_threads": 1},
+        "determinism": {"OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0", "jax_enable_x64": True},
+    }
+    lines = fingerprint.markdown([older])
+    assert sum(line.startswith("| OMP_NUM_THREADS |") for line in lines) == 1
+    assert "| jax_enable_x64 | True |" in lines

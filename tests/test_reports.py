@@ -235,10 +235,11 @@ def test_the_printed_coverage_heads_the_reference_column_as_the_reference():
 
 def test_every_report_carries_the_environment_fingerprint(failing_report):
     (environment,) = json.loads((failing_report / "environment.json").read_text())
-    for key in ("python", "os", "cpu", "versions", "threads", "determinism", "seeds"):
+    for key in ("python", "os", "cpu", "versions", "threads", "determinism", "backends", "seeds"):
         assert key in environment
     assert environment["versions"]["jax"]
-    assert environment["determinism"]["jax_default_matmul_precision"] == "highest"
+    # What the jax worker read back (tests/test_environment.py checks the rest).
+    assert environment["backends"]["jax"]["flags"]["jax_default_matmul_precision"] == "highest"
     summary = (failing_report / "summary.md").read_text()
     assert "## Environment" in summary and environment["python"] in summary
     assert 'name="versions.jax"' in (failing_report / "junit.xml").read_text()

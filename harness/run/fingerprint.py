@@ -1,10 +1,11 @@
 """The environment a report was produced in: enough to tell two runs' machines apart.
 
 Python, OS, CPU, the versions of crossgrad, of the libraries its comparison uses and of
-every adapter that ran (from package metadata: nothing is imported for this), thread and determinism settings, TF32 flags read back from the frameworks a
-run actually imported, and the seeds of every case. The frameworks are imported in the
-backends' worker processes, so each worker reads its own back (``framework_threads``,
-``framework_flags``) and the run hands them to ``fingerprint``.
+every adapter that ran (from package metadata: nothing is imported for this), the thread
+and determinism environment, what each backend's process has in force, and the seeds of
+every case. The frameworks are imported in the backends' worker processes, so each worker
+reads its own settings back (``framework_threads``, ``framework_flags``), and the run
+hands them to ``fingerprint``, as run.json records them.
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ THREAD_VARIABLES = (
     "TF_NUM_INTRAOP_THREADS",
     "TF_NUM_INTEROP_THREADS",
 )
+# What a backend's record holds that summary.md shows: read back in its process. The rest
+# (what each configure_* call asked for) stays in the JSON.
+READ_BACK = ("threads", "flags")
 
 
 def fingerprint(
@@ -44,16 +48,14 @@ def fingerprint(
     workers: Mapping[str, Mapping[str, Any]] | None = None,
     backends: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """A JSON-ready description of this process's machine, software and settings.
+    """A JSON-ready description of this run's machine, software and settings.
 
-    ``workers`` holds, per backend, the ``threads`` and ``flags`` its worker read back;
-    ``backends`` are the backends that ran, in run order.
+    ``backends`` are the backends that ran, in run order; ``workers`` holds, per backend,
+    what its process read back, as run.json records it.
     """
-    threads = {name: os.environ.get(name, "") for name in THREAD_VARIABLES} | framework_threads()
-    flags = determinism.apply_environment() | framework_flags()
-    for reported in (workers or {}).values():
-        threads |= reported.get("threads", {})
-        flags |= reported.get("flags", {})
+    reported = workers or {}
+    ran = list(dict.fromkeys([*backends, *reported]))
+    environment = determinism.apply_environment()
     return {
         "python": sys.version.split()[0],
         "implementation": platform.python_implementation(),
@@ -61,9 +63,11 @@ def fingerprint(
         "machine": platform.machine(),
         "cpu": _cpu_model(),
         "cpu_count": os.cpu_count(),
-        "versions": versions(list(dict.fromkeys([*backends, *(workers or {})]))),
-        "threads": threads,
-        "determinism": flags,
+        "versions": versions(ran),
+        # Each variable once: the thread counts here, the other switches under determinism.
+        "threads": {name: os.environ.get(name, "") for name in THREAD_VARIABLES},
+        "determinism": {k: v for k, v in environment.items() if k not in THREAD_VARIABLES},
+        "backends": {name: dict(reported[name]) for name in ran if name in reported},
         "seeds": _seeds(cases),
     }
 
@@ -187,15 +191,30 @@ def _seeds(cases: list[Case]) -> dict[str, dict[str, int]]:
 
 
 def markdown(environments: list[dict[str, Any]]) -> list[str]:
-    """The environment section of summary.md: one column per run that fed the report."""
+    """The environment section of summary.md: one column per run that fed the report.
+
+    Each setting once (an older environment.json named the thread variables under both
+    ``threads`` and ``determinism``), then each backend's settings as its own process
+    read them back, labelled ``backend: setting``: the run's own process imports no
+    framework, so its values would say nothing about the backends'.
+    """
     if not environments:
         return []
     keys = ["python", "os", "cpu", "cpu_count"]
     rows = [(key, [str(env.get(key, "")) for env in environments]) for key in keys]
+    shown = set(keys)
     for group in ("versions", "threads", "determinism"):
         names = list(dict.fromkeys(k for env in environments for k in env.get(group, {})))
+        for name in names:
+            if name not in shown:
+                shown.add(name)
+                rows.append((name, [str(env.get(group, {}).get(name, "")) for env in environments]))
+    backends = list(dict.fromkeys(b for env in environments for b in env.get("backends", {})))
+    for backend in backends:
+        settings = [_read_back(env.get("backends", {}).get(backend, {})) for env in environments]
+        names = list(dict.fromkeys(name for found in settings for name in found))
         rows += [
-            (name, [str(env.get(group, {}).get(name, "")) for env in environments])
+            (f"{backend}: {name}", [str(found.get(name, "")) for found in settings])
             for name in names
         ]
     header = "| setting | " + " | ".join(f"run {i + 1}" for i in range(len(environments))) + " |"
@@ -212,3 +231,24 @@ def markdown(environments: list[dict[str, Any]]) -> list[str]:
             "Seeds: " + "; ".join(text.markdown(f"{case}: {s}") for case, s in seeds.items()),
         ]
     return [*lines, ""]
+
+
+def _read_back(record: Mapping[str, Any]) -> dict[str, Any]:
+    """One backend's read-back settings, flat: ``name -> value`` (nested names dotted)."""
+    flat: dict[str, Any] = {}
+    for part in READ_BACK:
+        found = record.get(part)
+        if isinstance(found, Mapping):
+            flat |= _flatten(found)
+    return flat
+
+
+def _flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat |= _flatten(value, f"{name}.")
+        else:
+            flat[name] = value
+    return flat

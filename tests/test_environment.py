@@ -1,10 +1,11 @@
 """The environment a report records: the versions of what ran, each setting once, and each
-backend's settings as its own worker read them back."""
+backend's settings as its own worker read them back, a plugin's own report included."""
 
 from __future__ import annotations
 
 import importlib.metadata
 import json
+import os
 
 import pytest
 from fake_plugins import TEST_DISTRIBUTION, register
@@ -24,6 +25,8 @@ def test_adapters(monkeypatch):
         {
             "echo": "fake_plugins:EchoPluginBackend",
             "ghost": "fake_plugins:MissingFrameworkBackend",
+            "settings": "fake_plugins:SettingsPluginBackend",
+            "broken_settings": "fake_plugins:BrokenSettingsPluginBackend",
         },
     )
 
@@ -85,7 +88,7 @@ def test_the_environment_table_shows_each_setting_once_and_each_worker_s_own_val
         "jax_default_matmul_precision": "highest",
     }
     for backend, record in recorded.items():
-        for part in ("threads", "flags"):
+        for part in ("threads", "flags", "adapter"):
             for name, value in record[part].items():
                 assert table[f"{backend}: {name}"] == str(value)
     # No unlabelled framework flag: the run's own process computes nothing of a backend's.
@@ -101,3 +104,29 @@ def test_an_older_environment_json_still_shows_each_variable_once():
     lines = fingerprint.markdown([older])
     assert sum(line.startswith("| OMP_NUM_THREADS |") for line in lines) == 1
     assert "| jax_enable_x64 | True |" in lines
+
+
+def test_a_plugin_records_its_own_determinism_settings_from_its_worker(tmp_path):
+    assert main(["run", SEED, "-b", "settings", "--out", str(tmp_path)]) == 0
+    environment, run, table, _ = _report(tmp_path)
+    record = run["determinism"]["backends"]["settings"]
+    assert environment["backends"]["settings"] == record
+    adapter = dict(record["adapter"])
+    assert adapter.pop("pid") != os.getpid()  # called in the backend's worker process
+    assert adapter == {
+        "deterministic": True,
+        "threads": 1,  # what __init__ set: called once the adapter is built
+        "pools": {"intra_op": 1, "inter_op": 1},
+        "dtype": "float32",
+    }
+    assert run["determinism"]["backends"]["numpy"]["adapter"] == {}  # the default
+    assert table["settings: deterministic"] == "True"
+    assert table["settings: pools.intra_op"] == "1"
+
+
+def test_a_failing_settings_report_is_recorded_and_the_run_goes_on(tmp_path):
+    assert main(["run", SEED, "-b", "broken_settings", "--out", str(tmp_path)]) == 0
+    _, run, _, _ = _report(tmp_path)
+    assert run["determinism"]["backends"]["broken_settings"]["adapter"] == {
+        "error": "determinism_settings() raised RuntimeError: simulated settings failure"
+    }

@@ -4,8 +4,9 @@ Python, OS, CPU, the versions of crossgrad, of the libraries its comparison uses
 every adapter that ran (from package metadata: nothing is imported for this), the thread
 and determinism environment, what each backend's process has in force, and the seeds of
 every case. The frameworks are imported in the backends' worker processes, so each worker
-reads its own settings back (``framework_threads``, ``framework_flags``), and the run
-hands them to ``fingerprint``, as run.json records them.
+reads its own settings back (``backend_settings``: what the harness set, what the
+frameworks report, what the adapter reports of itself), and the run hands them to
+``fingerprint``, as run.json records them.
 """
 
 from __future__ import annotations
@@ -17,13 +18,16 @@ import platform
 import re
 import sys
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from backends import registry
 from harness import text
 from harness.cases.model import Case, InitSpec, RandomArraySpec
 from harness.errors import BackendUnavailable, UnknownBackend
 from harness.run import determinism
+
+if TYPE_CHECKING:
+    from backends.base import Backend
 
 # The distributions crossgrad's own comparison runs on (tables, the 50-digit oracle,
 # bfloat16), recorded whatever backends ran; ml_dtypes only where it is installed.
@@ -38,9 +42,9 @@ THREAD_VARIABLES = (
     "TF_NUM_INTRAOP_THREADS",
     "TF_NUM_INTEROP_THREADS",
 )
-# What a backend's record holds that summary.md shows: read back in its process. The rest
-# (what each configure_* call asked for) stays in the JSON.
-READ_BACK = ("threads", "flags")
+# What a backend's record holds that summary.md shows: read back in its process, and the
+# adapter's own report. The rest (what each configure_* call asked for) stays in the JSON.
+READ_BACK = ("threads", "flags", "adapter")
 
 
 def fingerprint(
@@ -51,7 +55,7 @@ def fingerprint(
     """A JSON-ready description of this run's machine, software and settings.
 
     ``backends`` are the backends that ran, in run order; ``workers`` holds, per backend,
-    what its process read back, as run.json records it.
+    what its process read back (``backend_settings``), as run.json records it.
     """
     reported = workers or {}
     ran = list(dict.fromkeys([*backends, *reported]))
@@ -142,6 +146,41 @@ def _module_distributions() -> Mapping[str, list[str]]:
 
 def _canonical(dist: str) -> str:
     return re.sub(r"[-_.]+", "-", dist).lower()
+
+
+def backend_settings(adapter: Backend) -> dict[str, Any]:
+    """What one backend's process has in force, as run.json and environment.json record it:
+    what the harness's configure_* calls set (by framework), the thread counts and flags
+    the frameworks it imported report back, and the adapter's own
+    ``determinism_settings()`` (``adapter``). Called where the adapter was just built."""
+    return determinism.framework_settings() | {
+        "threads": framework_threads(),
+        "flags": framework_flags(),
+        "adapter": _adapter_settings(adapter),
+    }
+
+
+def _adapter_settings(adapter: Backend) -> dict[str, Any]:
+    """``adapter.determinism_settings()`` as plain JSON values; a failure is recorded, not
+    raised: a report of settings must not stop the backend from running."""
+    try:
+        settings = adapter.determinism_settings()
+    except Exception as exc:
+        return {"error": f"determinism_settings() raised {type(exc).__name__}: {exc}"}
+    if not isinstance(settings, Mapping):
+        return {"error": f"determinism_settings() returned {type(settings).__name__}, not a dict"}
+    return {str(key): _plain(value) for key, value in settings.items()}
+
+
+def _plain(value: object) -> object:
+    """``value`` as JSON holds it: containers rebuilt, anything unusual as its ``str``."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, Mapping):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    return str(value)
 
 
 def framework_threads() -> dict[str, Any]:

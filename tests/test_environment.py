@@ -104,6 +104,9 @@ def test_an_older_environment_json_still_shows_each_variable_once():
     lines = fingerprint.markdown([older])
     assert sum(line.startswith("| OMP_NUM_THREADS |") for line in lines) == 1
     assert "| jax_enable_x64 | True |" in lines
+    # A merged report's inputs may come from anywhere: a malformed record is left out.
+    odd = [{"backends": ["jax"]}, {"backends": {"jax": {"flags": "x64", "threads": {"n": 1}}}}]
+    assert "| jax: n |  | 1 |" in fingerprint.markdown(odd)
 
 
 def test_a_plugin_records_its_own_determinism_settings_from_its_worker(tmp_path):

@@ -248,9 +248,10 @@ def markdown(environments: list[dict[str, Any]]) -> list[str]:
             if name not in shown:
                 shown.add(name)
                 rows.append((name, [str(env.get(group, {}).get(name, "")) for env in environments]))
-    backends = list(dict.fromkeys(b for env in environments for b in env.get("backends", {})))
+    records = [_mapping(env.get("backends")) for env in environments]
+    backends = list(dict.fromkeys(b for found in records for b in found))
     for backend in backends:
-        settings = [_read_back(env.get("backends", {}).get(backend, {})) for env in environments]
+        settings = [_read_back(_mapping(found.get(backend))) for found in records]
         names = list(dict.fromkeys(name for found in settings for name in found))
         rows += [
             (f"{backend}: {name}", [str(found.get(name, "")) for found in settings])
@@ -272,13 +273,16 @@ def markdown(environments: list[dict[str, Any]]) -> list[str]:
     return [*lines, ""]
 
 
+def _mapping(value: Any) -> Mapping[str, Any]:
+    """``value`` where it is a mapping, else none: an environment.json from elsewhere."""
+    return value if isinstance(value, Mapping) else {}
+
+
 def _read_back(record: Mapping[str, Any]) -> dict[str, Any]:
     """One backend's read-back settings, flat: ``name -> value`` (nested names dotted)."""
     flat: dict[str, Any] = {}
     for part in READ_BACK:
-        found = record.get(part)
-        if isinstance(found, Mapping):
-            flat |= _flatten(found)
+        flat |= _flatten(_mapping(record.get(part)))
     return flat
 
 

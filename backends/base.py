@@ -143,6 +143,22 @@ class Backend(ABC):
                 )
         return None
 
+    def determinism_settings(self) -> dict[str, object]:
+        """The settings this adapter put in force for a deterministic run, read back from its
+        framework: recorded in the report (``run.json`` and ``environment.json``, under
+        ``determinism.backends.<name>.adapter`` and ``backends.<name>.adapter``) and shown
+        in ``summary.md``'s environment table.
+
+        Called once in the backend's worker process, right after the adapter is built (and
+        in the run's own process before a ``--vectorize`` batch), so whatever ``__init__``
+        configured is in force. Return plain values: strings, numbers, booleans, None, and
+        lists and mappings of them (anything else is recorded as its ``str``). The default
+        records nothing more: the harness reads back torch, JAX and TensorFlow itself
+        (``harness/run/fingerprint.py``). An adapter for another framework returns its
+        switches here, such as ``{"deterministic": True, "threads": 1}``.
+        """
+        return {}
+
     @abstractmethod
     def build(self, case: Case, inputs: Inputs) -> Model:
         """The case's model in this framework, initialised from ``inputs``."""

@@ -19,7 +19,7 @@ import math
 import re
 import sys
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -39,6 +39,8 @@ class AdapterEntry:
     name: str
     target: str  # "module:Class"
     source: str  # "built-in" or "plugin <distribution>"
+    # The distribution that registered it ("crossgrad" for a built-in; "" when unknown).
+    distribution: str = field(default="", compare=False)
 
 
 def entries() -> dict[str, AdapterEntry]:
@@ -68,7 +70,12 @@ def _scanned() -> list[AdapterEntry]:
     if lookup not in _SCANNED:
         points = list(lookup(group=ENTRY_POINT_GROUP))
         found = [
-            AdapterEntry(ep.name, ep.value, _source(ep.dist.name if ep.dist else None))
+            AdapterEntry(
+                ep.name,
+                ep.value,
+                _source(ep.dist.name if ep.dist else None),
+                ep.dist.name if ep.dist else "",
+            )
             for ep in points
         ]
         builtins = sorted((e for e in found if e.source == BUILT_IN), key=_builtin_order)

@@ -8,11 +8,13 @@ a signal stopped the run.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING
 
 from backends import registry
@@ -60,9 +62,69 @@ def _main(argv: Sequence[str] | None) -> int:
         return 130
 
 
-def _plain_warning(message: Warning | str, *_: object, **__: object) -> str:
-    """A warning (such as a plugin that failed to load) as one line, without source lines."""
-    return f"crossgrad: warning: {message}\n"
+def _plain_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    line: str | None = None,
+) -> str:
+    """A warning as one line, without source lines.
+
+    crossgrad's own (a plugin that failed to load, a report folder left behind) reads
+    ``crossgrad: warning: ...``; any other library's says where it came from, as
+    ``warning (FutureWarning from pandas): ...``, so it is not taken for crossgrad's.
+    """
+    origin = _warning_origin(category, filename, lineno)
+    if origin is None:
+        return f"crossgrad: warning: {message}\n"
+    return f"warning ({category.__name__} from {origin}): {message}\n"
+
+
+# The folders of crossgrad's own modules: a warning raised from code in them is crossgrad's.
+_OWN_FOLDERS = tuple(
+    os.path.dirname(os.path.realpath(path)) + os.sep
+    for path in (__file__, registry.__file__)  # harness/, backends/
+)
+_OWN_PACKAGES = ("harness", "backends")
+
+
+def _warning_origin(category: type[Warning], filename: str, lineno: int) -> str | None:
+    """Where a warning came from: None for crossgrad's own, else the library's top-level
+    package (or, failing that, the file and line it names).
+
+    The raising module is the frame that called ``warnings.warn``: ``filename`` alone would
+    misname a library's warning whose ``stacklevel`` points at the crossgrad code that
+    called the library (pandas and torch do that). crossgrad's own warnings are plain
+    ``UserWarning``s raised from its own modules; any other category there (NumPy's
+    ``RuntimeWarning`` from C code crossgrad called) is a library's.
+    """
+    caller = _warning_caller()
+    path = caller.f_code.co_filename if caller is not None else filename
+    module = str(caller.f_globals.get("__name__", "")) if caller is not None else ""
+    category_package = category.__module__.partition(".")[0]
+    if os.path.realpath(path).startswith(_OWN_FOLDERS):
+        if issubclass(category, UserWarning) and category_package in ("builtins", *_OWN_PACKAGES):
+            return None
+        if category_package not in ("builtins", *_OWN_PACKAGES):
+            return category_package  # a library's own category: pandas.errors.PerformanceWarning
+        return f"{filename}:{lineno}"
+    package = module.partition(".")[0]
+    return package if package and package != "__main__" else f"{filename}:{lineno}"
+
+
+def _warning_caller() -> FrameType | None:
+    """The frame that called ``warnings.warn`` (the first one past the ``warnings`` module's
+    own frames), or None when this formatter was not called from within a warning."""
+    frame: FrameType | None = sys._getframe(1)
+    inside = False
+    while frame is not None:
+        if frame.f_globals.get("__name__") == "warnings":
+            inside = True
+        elif inside:
+            return frame
+        frame = frame.f_back
+    return None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -269,7 +331,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"crossgrad: report incomplete: {result.incomplete}", file=sys.stderr)
     for line in result.writer.printed_table():
         print(line)
-    print(f"\n{coverage_text(result.coverage)}")
+    print(f"\n{coverage_text(result.coverage, args.reference)}")
     for entry in result.stale:
         print(
             f"warning: stale known divergence {entry.id} ({entry.location}): it matched nothing that ran",
@@ -361,6 +423,7 @@ def _merge_into(args: argparse.Namespace, out: Path) -> int:
     environments = [env for r in inputs for env in r.environments]
     folders = [r.folder for r in inputs if r.folder is not None]
     knob_coverage = merge_coverage(folders, list(dict.fromkeys(table["backend"])))
+    reference = str(table["backend"].iloc[0]) if len(table) else None  # merge puts it first
     incomplete = "; ".join(r.incomplete for r in inputs if r.incomplete) or None
     if incomplete:
         print(f"crossgrad: report incomplete: {incomplete}", file=sys.stderr)
@@ -370,7 +433,7 @@ def _merge_into(args: argparse.Namespace, out: Path) -> int:
         environments,
         repro,
         stale=stale_from_records(_known_records(folders)),
-        sections=[coverage_markdown(knob_coverage)],
+        sections=[coverage_markdown(knob_coverage, reference)],
         incomplete=incomplete,
     )
     if not knob_coverage.empty:

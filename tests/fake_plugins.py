@@ -1,5 +1,6 @@
 """Fake ``crossgrad.backends`` entry points, and adapter classes they point at: a working
-plugin, an opt-in one, one with a vectorized implementation and two unusable ones.
+plugin, an opt-in one, one with a vectorized implementation, two unusable ones, and ones
+that record their own determinism settings.
 
 Adapters are registered only through entry points, so a test adapter is registered as a
 plugin is: as pluggy's own tests do, ``importlib.metadata.entry_points`` is replaced, here
@@ -9,9 +10,12 @@ by one that adds fake entry points to the installed ones, so nothing has to be i
 from __future__ import annotations
 
 import importlib.metadata
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
 
 from backends import registry
 from backends.numpy.eager import NumpyBackend
@@ -115,3 +119,39 @@ class OptInPluginBackend(NumpyBackend):
     name = "echo:slow"
     mode = "slow"
     opt_in = True
+
+
+class SettingsPluginBackend(NumpyBackend):
+    """A plugin for a framework crossgrad does not know (as a PaddlePaddle adapter would be):
+    it records its own determinism settings through ``Backend.determinism_settings``."""
+
+    name = "settings"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.threads = 1  # as a framework's thread pool, sized when the adapter is built
+
+    def determinism_settings(self) -> dict[str, object]:
+        return {
+            "deterministic": True,
+            "threads": self.threads,  # set up in __init__: read after it
+            "pid": os.getpid(),  # the process the hook ran in
+            "pools": {"intra_op": 1, "inter_op": 1},
+            "dtype": np.dtype("float32"),  # not a JSON value: recorded as its str
+        }
+
+
+class BatchedSettingsPluginBackend(SettingsPluginBackend):
+    """The same, with a vectorized implementation: its batches run in the run's process."""
+
+    name = "batched_settings"
+    vectorized = "backends.numpy.vectorized:run_batch"
+
+
+class BrokenSettingsPluginBackend(NumpyBackend):
+    """A plugin whose settings report fails: the run goes on, the failure is recorded."""
+
+    name = "broken_settings"
+
+    def determinism_settings(self) -> dict[str, object]:
+        raise RuntimeError("simulated settings failure")

@@ -7,6 +7,7 @@ and its package's own suite must pass through crossgrad's pytest plugin.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -52,6 +53,12 @@ def test_it_runs_every_case_with_its_divergences_triaged(tmp_path, capsys):
     assert (mine["status"] == "ok").sum() > (mine["status"] == "known").sum() / 2
     skipped = mine.loc[mine["status"] == "skipped", "detail"]
     assert skipped.str.contains("no dampening argument").all()
+    # Keras computes in a child of the worker: the adapter reports that process's settings.
+    run = json.loads((tmp_path / "run.json").read_text())
+    settings = run["determinism"]["backends"]["keras_torch"]["adapter"]
+    assert settings["keras_backend"] == "torch"
+    assert settings["torch.deterministic_algorithms"] is True
+    assert settings["torch.get_num_threads"] == 1
 
 
 @pytest.mark.full  # a pytest subprocess importing keras and torch

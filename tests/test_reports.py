@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import subprocess
+from collections import Counter
 
 import pandas as pd
 import pytest
@@ -16,6 +17,7 @@ from fake_plugins import register
 from support import BUILTIN_BACKENDS, CASES, DATA, ROOT
 
 from harness.cli import main
+from harness.report.coverage import coverage_frame, coverage_text
 
 BASELINE = ROOT / "reports" / "baseline"
 # The baseline's cases (a reviewable subset of cases/); the report tests use them too.
@@ -199,12 +201,45 @@ def test_junit_xml_marks_failures_and_errors(failing_report):
     assert "simulated framework failure" in text
 
 
+def test_the_verdict_line_counts_the_reference_apart_from_the_compared_backends(failing_report):
+    """The reference's pairs compare it with itself: not ``ok`` comparisons in the counts."""
+    table = pd.read_parquet(failing_report / "results.parquet")
+    pairs = table.groupby(["case", "backend"], sort=False)["status"].agg(list)
+    reference = pairs[pairs.index.get_level_values("backend") == "numpy"]
+    assert len(reference) == 5 and any("expect_failed" in s for s in reference)
+    lines = (failing_report / "summary.md").read_text().splitlines()
+    verdict = next(line for line in lines if line.startswith("**FAIL**"))
+    # 5 cases on wrong_bias, crashing and jax: 15 compared pairs, none of them numpy's
+    # (wrong_bias and jax miss the tanh variants' published values, as numpy does); numpy
+    # misses those two and runs the other three.
+    assert verdict == (
+        "**FAIL** — 5 cases × 3 backends compared with the reference numpy: "
+        "5 crashed, 4 expect_failed, 3 diverged, 1 skipped, 2 ok "
+        "(reference numpy: 2 expect_failed, 3 ran)"
+    )
+    coverage = lines[lines.index("### dtype") + 2]
+    assert coverage == "| value | numpy (reference) | wrong_bias | crashing | jax |"
+    # junit.xml still has a testcase per pair, the reference's included (it checks the
+    # published values); and the exit status is the run's (the fixture asserts 1).
+    assert 'tests="20"' in (failing_report / "junit.xml").read_text()
+
+
+def test_the_printed_coverage_heads_the_reference_column_as_the_reference():
+    counts = Counter(
+        {("dtype", "float32", "numpy", "ok"): 1, ("dtype", "float32", "torch", "ok"): 1}
+    )
+    lines = coverage_text(coverage_frame(counts), "numpy").splitlines()
+    assert lines[1].split() == ["knob", "value", "numpy", "(reference)", "torch"]
+    assert lines[2].split() == ["dtype", "float32", "1", "ran", "1", "ran"]
+
+
 def test_every_report_carries_the_environment_fingerprint(failing_report):
     (environment,) = json.loads((failing_report / "environment.json").read_text())
-    for key in ("python", "os", "cpu", "versions", "threads", "determinism", "seeds"):
+    for key in ("python", "os", "cpu", "versions", "threads", "determinism", "backends", "seeds"):
         assert key in environment
     assert environment["versions"]["jax"]
-    assert environment["determinism"]["jax_default_matmul_precision"] == "highest"
+    # What the jax worker read back (tests/test_environment.py checks the rest).
+    assert environment["backends"]["jax"]["flags"]["jax_default_matmul_precision"] == "highest"
     summary = (failing_report / "summary.md").read_text()
     assert "## Environment" in summary and environment["python"] in summary
     assert 'name="versions.jax"' in (failing_report / "junit.xml").read_text()

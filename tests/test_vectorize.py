@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import numpy as np
 import pandas as pd
@@ -102,6 +103,17 @@ def test_a_plugin_declares_its_own_vectorized_implementation(monkeypatch, sample
     assert batched == ["numpy", "batched"]
     assert set(raw["status"]) == {"ok"}
     assert set(raw["backend"]) == {"numpy", "batched", "echo"}
+
+
+def test_a_batched_plugin_records_its_settings_where_its_batches_ran(monkeypatch, sample) -> None:
+    """A batch runs in the run's process: the adapter's settings are read there, once built."""
+    register(monkeypatch, {"batched_settings": "fake_plugins:BatchedSettingsPluginBackend"})
+    raw = vectorize.run(sample[:VARIANTS], ["numpy", "batched_settings"])
+    settings = raw.attrs["determinism"]
+    assert set(settings) == {"numpy", "batched_settings"}
+    adapter = settings["batched_settings"]["adapter"]
+    assert adapter["pid"] == os.getpid() and adapter["deterministic"] is True
+    assert settings["numpy"]["adapter"] == {}
 
 
 def test_value_variants_share_a_group_and_knobs_split_them(sample: list[Case]) -> None:

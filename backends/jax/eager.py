@@ -23,7 +23,9 @@ class JaxEagerBackend(Backend):
     name = "jax:eager"
     mode = "eager"
     opt_in = True
-    requires: ClassVar[tuple[str, ...]] = ("jax", "optax")
+    # jaxlib is jax's compiled half (XLA): jax cannot import without it, and the report
+    # records its version with the others (harness/run/fingerprint.py).
+    requires: ClassVar[tuple[str, ...]] = ("jax", "jaxlib", "optax")
     distribution = "jax"
     extra = "jax"
     startup_seconds = 1.5

@@ -58,18 +58,28 @@ def coverage_frame(counts: CoverageCounts) -> pd.DataFrame:
     return frame.astype({"pairs": "int64"})
 
 
-def coverage_markdown(table: pd.DataFrame) -> str:
-    """One table per knob: a row per value, a column per backend, cells like "12 ok, 2 known"."""
+def column_label(backend: str, reference: str | None) -> str:
+    """A backend's column heading: the reference's says so, as its pairs compare it with itself."""
+    return f"{backend} (reference)" if backend == reference else backend
+
+
+def coverage_markdown(table: pd.DataFrame, reference: str | None = None) -> str:
+    """One table per knob: a row per value, a column per backend, cells like "12 ok, 2 known".
+
+    ``reference``'s column is headed as the reference's: its ``ok`` pairs ran, compared
+    with nothing but the case's published values.
+    """
     if table.empty:
         return ""
     backends = list(dict.fromkeys(table["backend"]))
+    headings = [column_label(b, reference) for b in backends]
     lines = ["## Coverage", "", "Case × backend pairs per knob value and status.", ""]
     for knob in KNOBS:
         part = table[table["knob"] == knob]
         lines += [
             f"### {knob}",
             "",
-            "| value | " + " | ".join(map(markdown, backends)) + " |",
+            "| value | " + " | ".join(map(markdown, headings)) + " |",
             "|---" * (len(backends) + 1) + "|",
         ]
         for value in dict.fromkeys(part["value"]):
@@ -86,12 +96,13 @@ def _cell(rows: pd.DataFrame) -> str:
     return ", ".join(f"{counts[s]} {s}" for s in SEVERITY if s in counts) or "-"
 
 
-def coverage_text(table: pd.DataFrame) -> str:
-    """Compact terminal form: per knob value, each backend's pair counts as ok/known/skip/fail."""
+def coverage_text(table: pd.DataFrame, reference: str | None = None) -> str:
+    """Compact terminal form: per knob value, each backend's pair counts as ok/known/skip/fail
+    (``reference``'s column headed as the reference's)."""
     if table.empty:
         return ""
     backends = list(dict.fromkeys(table["backend"]))
-    header = ["knob", "value", *backends]
+    header = ["knob", "value", *(column_label(b, reference) for b in backends)]
     rows = []
     for knob in KNOBS:
         part = table[table["knob"] == knob]

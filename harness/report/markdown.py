@@ -38,20 +38,58 @@ def known_markdown(tallies: Mapping[str, KnownTally]) -> str:
 
 
 def summary_head(
-    failed: bool, cases: int, backends: int, counts: Mapping[Status, int], incomplete: str | None
+    failed: bool,
+    cases: int,
+    backends: int,
+    counts: Mapping[Status, int],
+    incomplete: str | None,
+    reference: str = "",
+    reference_counts: Mapping[Status, int] | None = None,
 ) -> list[str]:
-    """summary.md's lines down to the pair table's header."""
+    """summary.md's lines down to the pair table's header.
+
+    ``counts`` are the pairs per status of the backends compared with ``reference``, and
+    ``backends`` how many of them there are; ``reference_counts`` the reference's own pairs,
+    which compare it with itself: they are told apart, as what the reference ran (and any
+    published value it missed or crash it had), never as ``ok`` comparisons.
+    """
     verdict = "FAIL" if failed else "PASS"
     return [
         "# crossgrad report",
         "",
         *([f"**INCOMPLETE** — {markdown(incomplete)}.", ""] if incomplete else []),
-        f"**{verdict}** — {cases} cases × {backends} backends: "
-        + ", ".join(f"{counts[s]} {s}" for s in SEVERITY if counts.get(s)),
+        f"**{verdict}** — " + verdict_counts(cases, backends, counts, reference, reference_counts),
         "",
         "| case | backend | version | status | mismatched | worst err/tol | first divergence | cause | off the oracle |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
+
+
+def verdict_counts(
+    cases: int,
+    backends: int,
+    counts: Mapping[Status, int],
+    reference: str = "",
+    reference_counts: Mapping[Status, int] | None = None,
+) -> str:
+    """The verdict line's counts: the compared pairs per status, then the reference's own,
+    as in "20 cases × 3 backends compared with the reference numpy: 7 known, 53 ok
+    (reference numpy: 20 ran)"."""
+    tally = ", ".join(f"{counts[s]} {s}" for s in SEVERITY if counts.get(s))
+    case_text = f"{cases} case{'s' * (cases != 1)}"
+    if not reference:  # a table without a reference row to tell apart
+        return f"{case_text} × {backends} backend{'s' * (backends != 1)}: {tally}"
+    own = reference_counts or {}
+    ran = ", ".join(f"{own[s]} {'ran' if s == Status.OK else s}" for s in SEVERITY if own.get(s))
+    name = markdown(reference)
+    if backends:
+        text = (
+            f"{case_text} × {backends} backend{'s' * (backends != 1)} compared with the "
+            f"reference {name}: {tally or 'nothing compared'}"
+        )
+    else:
+        text = f"{case_text} on the reference {name} alone"
+    return f"{text} (reference {name}: {ran or 'nothing ran'})"
 
 
 def summary_row(s: PairSummary) -> str:

@@ -84,7 +84,11 @@ class ReportWriter:
         self.out = out
         self.html_cases = html_cases
         self.html_pairs = html_pairs
-        self.statuses: Counter[Status] = Counter()
+        self.statuses: Counter[Status] = Counter()  # every pair's, the reference's too
+        # The same split: pairs compared with the reference, and the reference's own pairs
+        # (compared with itself: what it ran, and any published value it missed).
+        self.compared_statuses: Counter[Status] = Counter()
+        self.reference_statuses: Counter[Status] = Counter()
         self.failed = False  # some row diverged, crashed or failed its expect
         self.cases = 0
         self.backends: dict[str, None] = {}
@@ -149,6 +153,10 @@ class ReportWriter:
         pickle.dump(summaries, self._spool)
         for s in summaries:
             self.statuses[s.status] += 1
+            if s.backend == self.reference:
+                self.reference_statuses[s.status] += 1
+            else:
+                self.compared_statuses[s.status] += 1
             self.widths = [max(w, len(c)) for w, c in zip(self.widths, table_cells(s), strict=True)]
             if s.status in FAILING:
                 self.failing.append((s.case, s.backend))
@@ -194,7 +202,16 @@ class ReportWriter:
     ) -> None:
         """Write summary.md, junit.xml, report.html and environment.json; put the tables in place."""
         self.close()
-        head = summary_head(self.failed, self.cases, len(self.backends), self.statuses, incomplete)
+        compared = len(self.backends) - (self.reference in self.backends)
+        head = summary_head(
+            self.failed,
+            self.cases,
+            compared,
+            self.compared_statuses,
+            incomplete,
+            self.reference,
+            self.reference_statuses,
+        )
         tail = [*summary_tail(stale, [known_markdown(self.known), *sections])]
         extra = extra_sections(environments, repro)
 

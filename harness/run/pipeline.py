@@ -123,10 +123,10 @@ def run_and_report(
             repro = write_repro(writer.failing, sources, folder.path, out)
             knob_coverage = coverage_frame(counts)
             writer.finish(
-                [fingerprint(cases, session.settings)],
+                [fingerprint(cases, session.settings, backends)],
                 repro,
                 stale,
-                [coverage_markdown(knob_coverage)],
+                [coverage_markdown(knob_coverage, reference)],
                 session.incomplete,
             )
             knob_coverage.to_csv(folder.path / "coverage.csv", index=False)

@@ -302,7 +302,11 @@ class RunSession:
             "python": platform.python_version(),
             "determinism": {
                 "environment": determinism.apply_environment(),
-                "backends": self.settings,
+                "backends": {  # in run order, whichever worker reported first
+                    b: self.settings[b]
+                    for b in dict.fromkeys([*self.backends, *self.settings])
+                    if b in self.settings
+                },
             },
         }
         atomic_write_text(self.out / RUN_FILE, json.dumps(record, indent=2, default=str) + "\n")

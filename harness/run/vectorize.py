@@ -24,7 +24,7 @@ from harness.cases.inputs import Inputs, batch_rows, make_inputs
 from harness.cases.model import Case
 from harness.cases.step_key import step_key
 from harness.errors import BackendUnavailable
-from harness.run import determinism
+from harness.run import determinism, fingerprint
 from harness.run.batch_trace import BatchInputs, BatchTrace
 from harness.run.outcome import Progress
 from harness.run.runner import RAW_COLUMNS, empty_frame, normalize
@@ -87,15 +87,20 @@ def run(
     ]
     looped = [name for name in backends if _batch_runner(name) is None or not batches]
     frames = [run_per_case(cases, looped, progress, **loop_options)] if looped else []
+    batched: dict[str, dict[str, Any]] = {}  # what this process has in force, per backend
     for name in backends:
         if name in looped:
             continue
-        done, batch_frames = _run_batches(name, batches, progress, len(cases), on_rows)
+        done, batch_frames, in_force = _run_batches(name, batches, progress, len(cases), on_rows)
         frames += batch_frames
+        if in_force is not None:
+            batched[name] = in_force
         rest = [case for case in cases if case.name not in done]
         if rest:
             frames.append(run_per_case(rest, [name], progress, **loop_options))
     settings = {k: v for frame in frames for k, v in frame.attrs.get("determinism", {}).items()}
+    for name, in_force in batched.items():
+        settings.setdefault(name, in_force)  # a worker's own record, where one ran, is kept
     raw = pd.concat(frames, ignore_index=True) if frames else empty_frame()
     raw = _in_case_order(raw, cases, backends)
     raw.attrs["determinism"] = settings
@@ -108,16 +113,19 @@ def _run_batches(
     progress: Progress | None,
     total: int,
     on_rows: Callable[[pd.DataFrame], None] | None = None,
-) -> tuple[set[str], list[pd.DataFrame]]:
-    """The batches this backend can run in one computation each: their frames and case names."""
+) -> tuple[set[str], list[pd.DataFrame], dict[str, Any] | None]:
+    """The batches this backend can run in one computation each: their case names and
+    frames, and the settings in force here (``fingerprint.backend_settings``), as a
+    worker reports them; None when the adapter was not built."""
     runner = _batch_runner(name)
     if runner is None or not batches:
-        return set(), []
+        return set(), [], None
     try:
         adapter = registry.create(name)
     except BackendUnavailable:
-        return set(), []  # the per-case path reports every case as skipped, with the reason
+        return set(), [], None  # the per-case path reports every case as skipped, with the reason
     version = adapter.version()
+    in_force = fingerprint.backend_settings(adapter)
     done: set[str] = set()
     frames = []
     for batch, batch_inputs in batches:
@@ -134,7 +142,7 @@ def _run_batches(
         done.update(case.name for case in batch)
         if progress:
             progress(name, len(done), total, batch[-1].name)
-    return done, frames
+    return done, frames, in_force
 
 
 def _batch_runner(name: str) -> BatchRunner | None:

@@ -113,9 +113,8 @@ def _worker_main(
     except Exception as exc:
         conn.send(Ready(error=f"could not build the adapter {spec.target}: {_describe(exc)}"))
         return
-    # What the harness set, and what the frameworks report back (for environment.json).
-    read_back = {"threads": fingerprint.framework_threads(), "flags": fingerprint.framework_flags()}
-    conn.send(Ready(version=version, settings=determinism.framework_settings() | read_back))
+    # What the harness set, what the frameworks and the adapter report back (for run.json).
+    conn.send(Ready(version=version, settings=fingerprint.backend_settings(backend)))
     while True:
         try:
             message = conn.recv()

@@ -52,11 +52,21 @@ class KerasTorchBackend(Backend):
             return "keras.optimizers.SGD has no dampening argument"
         return super().unsupported_reason(case)
 
+    def determinism_settings(self) -> dict[str, object]:
+        """What the Keras worker, where the model computes, has in force: this process
+        imports neither Keras nor PyTorch, so crossgrad's own read-back finds nothing here."""
+        settings: dict[str, object] = self._started().call("settings")
+        return settings
+
     def build(self, case: Case, inputs: Inputs) -> Model:
+        worker = self._started()
+        worker.call("build", case, inputs)
+        return RemoteModel(worker)
+
+    def _started(self) -> Worker:
         if self._worker is None or not self._worker.alive():
             self._worker = Worker()
-        self._worker.call("build", case, inputs)
-        return RemoteModel(self._worker)
+        return self._worker
 
     def __del__(self) -> None:
         if self._worker is not None:

@@ -1,4 +1,5 @@
-"""The Keras worker process: answers ``build``, ``forward``, ``train_step`` and ``parameters``.
+"""The Keras worker process: answers ``settings``, ``build``, ``forward``, ``train_step`` and
+``parameters``.
 
 Started by ``adapter.Worker`` with ``KERAS_BACKEND=torch``. Requests and replies are
 pickles on stdin/stdout; everything else the frameworks print goes to stderr, so nothing
@@ -24,9 +25,11 @@ def serve(requests: BinaryIO, replies: BinaryIO) -> None:
         except EOFError:
             return
         try:
-            if method == "build":
+            if method == "settings":
+                result: Any = settings(keras)
+            elif method == "build":
                 model = KerasModel(keras, torch, *args)
-                result: Any = None
+                result = None
             elif model is None:
                 raise RuntimeError(f"{method} called before build")
             else:
@@ -36,6 +39,18 @@ def serve(requests: BinaryIO, replies: BinaryIO) -> None:
             reply = ("error", f"{type(exc).__name__}: {exc}")
         pickle.dump(reply, replies, protocol=pickle.HIGHEST_PROTOCOL)
         replies.flush()
+
+
+def settings(keras: Any) -> dict[str, Any]:
+    """What this process has in force, read back from Keras and PyTorch as crossgrad reads
+    back its built-in frameworks (``Backend.determinism_settings`` reports it)."""
+    from harness.run import fingerprint
+
+    return {
+        "keras_backend": keras.backend.backend(),
+        **fingerprint.framework_threads(),
+        **fingerprint.framework_flags(),
+    }
 
 
 def main() -> None:

@@ -1,8 +1,12 @@
-"""Deliberately wrong adapters the conformance kit must catch, each with a classic mistake."""
+"""Deliberately wrong adapters the conformance kit must catch, each with a classic mistake.
+
+Each is the reference (or the torch adapter) with one bug planted, so exactly one check
+should fail: tests/test_conformance.py holds the kit to naming it.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -88,3 +92,10 @@ class CoarseFloat64Backend(NumpyBackend):
 
         model.train_step = coarse  # type: ignore[method-assign]
         return model
+
+
+class NoRequiresBackend(NumpyBackend):
+    """Declares no framework in ``requires``: the lazy-import check has nothing to look for."""
+
+    name = "no_requires"
+    requires: ClassVar[tuple[str, ...]] = ()

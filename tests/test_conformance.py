@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from fake_plugins import register
+from support import ROOT
 
 from backends import registry
 from harness.cli import main
@@ -16,6 +17,8 @@ WRONG = {
     "forgetful": "conformance_adapters:ForgetfulMomentumBackend",
     "overriding": "conformance_adapters:OverridingCapabilitiesBackend",
     "coarse64": "conformance_adapters:CoarseFloat64Backend",
+    "eager_import": "eager_import_adapter:EagerImportBackend",
+    "no_requires": "conformance_adapters:NoRequiresBackend",
 }
 
 
@@ -48,7 +51,13 @@ def test_the_reference_passes_every_check(capsys):
     assert main(["check-adapter", "numpy"]) == 0
     out = capsys.readouterr().out
     assert "FAIL" not in out
-    for check in ("naming", "non-square-mlp", "activation[gelu]", "loss[cross_entropy]"):
+    for check in (
+        "lazy-import",
+        "naming",
+        "non-square-mlp",
+        "activation[gelu]",
+        "loss[cross_entropy]",
+    ):
         assert any(line.startswith(check + " ") for line in out.splitlines()), check
     assert out.rstrip().endswith(" 0 failed")
 
@@ -58,7 +67,8 @@ def test_the_battery_covers_every_declared_option():
     assert len(names) == len(set(names))
     for option in ("activation[silu]", "loss[huber]", "optimizer[adagrad]", "dtype[bfloat16]"):
         assert option in names
-    assert "finite-difference" in names
+    for check in ("lazy-import", "finite-difference"):
+        assert check in names
 
 
 EXPECTED_FAILURES = {
@@ -156,3 +166,86 @@ def test_bad_usage_is_exit_2_with_a_message(capsys, argv, message):
     err = capsys.readouterr().err
     assert message in err
     assert "Traceback" not in err
+
+
+def test_lazy_import_names_the_line_that_imports_the_framework():
+    detail = results_of("eager_import", "lazy-import")["lazy-import"].detail
+    source = (ROOT / "tests" / "eager_import_adapter.py").read_text(encoding="utf-8")
+    line = source.splitlines().index(
+        "import stand_in_framework  # the planted mistake: belongs in __init__"
+    )
+    assert f"eager_import_adapter.py:{line + 1})" in detail
+    assert "not at module level" in detail
+
+
+def test_lazy_import_passes_an_adapter_that_imports_its_framework_late():
+    _needs_framework("torch")
+    result = results_of("torch", "lazy-import")["lazy-import"]
+    assert result.status == "pass"
+    assert result.detail == "importing backends.torch.eager imports none of torch"
+
+
+def test_lazy_import_does_not_blame_an_adapter_for_what_crossgrad_imports():
+    result = results_of("numpy", "lazy-import")["lazy-import"]
+    assert result.status == "pass"
+    assert result.detail == "numpy is imported by crossgrad itself: nothing to look for"
+
+
+def test_lazy_import_skips_an_adapter_without_requires():
+    result = results_of("no_requires", "lazy-import")["lazy-import"]
+    assert result.status == "skipped"
+    assert "declares no `requires`" in result.detail
+
+
+def test_lazy_import_reports_a_module_that_does_not_import_in_a_fresh_interpreter():
+    numpy = registry.load_class("numpy")
+    lost = type("LostBackend", (numpy,), {"__module__": "crossgrad_no_such_module"})
+    kit = checks.Kit("lost", lost(), numpy(), [])
+    result = checks.lazy_import(kit)
+    assert result.failed
+    assert result.detail == (
+        "importing crossgrad_no_such_module in a fresh interpreter failed: "
+        "ModuleNotFoundError: No module named 'crossgrad_no_such_module'"
+    )
+
+
+# One bug planted in each (tests/conformance_adapters.py): the check that must fail, the
+# start of its first problem, and the checks to run in the default tier beside it, which
+# must pass. The full tier runs the whole battery: only that check may fail.
+PLANTED = {
+    "framework imported at module level": (
+        "eager_import",
+        "lazy-import",
+        "importing eager_import_adapter imports stand_in_framework (at ",
+        "registration",
+    ),
+}
+
+
+def _needs_framework(adapter: str) -> None:
+    reason = registry.load_class(adapter).unavailable_reason()
+    if reason:
+        pytest.skip(f"{adapter}: {reason}")
+
+
+@pytest.mark.parametrize(
+    "adapter, check, message, neighbours", PLANTED.values(), ids=PLANTED.keys()
+)
+def test_a_planted_bug_fails_its_check_and_no_other(adapter, check, message, neighbours):
+    _needs_framework(adapter)
+    results = results_of(adapter, check, neighbours)
+    assert len(results) > 1
+    assert {name for name, r in results.items() if r.status != "pass"} == {check}, results
+    assert message in results[check].detail, results[check].detail
+
+
+@pytest.mark.full  # the whole battery per planted bug: ~3 s each
+@pytest.mark.parametrize(
+    "adapter, check, message, neighbours", PLANTED.values(), ids=PLANTED.keys()
+)
+def test_a_planted_bug_fails_only_its_check_in_the_whole_battery(
+    adapter, check, message, neighbours
+):
+    _needs_framework(adapter)
+    results = results_of(adapter)
+    assert {name for name, r in results.items() if r.status != "pass"} == {check}, results

@@ -1,11 +1,12 @@
 """The conformance kit: a fixed battery every adapter, built-in or plugin, should pass.
 
 ``crossgrad check-adapter NAME`` and the pytest plugin (``harness.conformance.pytest_plugin``) both run
-it. Networks are non-square and multi-layer, so a transposed weight cannot hide behind a
-square shape; every declared activation, loss, optimizer and dtype gets a check of its own,
-optimizers over several steps so their state must carry; and a float64 finite-difference
-check tests the adapter's gradients against its own loss, independently of the reference.
-Each failure is reported as its first problem in plain words, naming the parameter.
+it. Importing the adapter's module must not import its framework. Networks are non-square
+and multi-layer, so a transposed weight cannot hide behind a square shape; every declared
+activation, loss, optimizer and dtype gets a check of its own, optimizers over several steps
+so their state must carry; and a float64 finite-difference check tests the adapter's
+gradients against its own loss, independently of the reference. Each failure is reported as
+its first problem in plain words, naming the parameter.
 
 This module lists the checks for an adapter class and runs them; the cases they train are
 in harness/conformance/cases.py, the checks themselves in harness/conformance/checks.py.
@@ -26,6 +27,7 @@ from harness.conformance.checks import (
     capabilities,
     compare_with_reference,
     finite_difference_check,
+    lazy_import,
     named,
     naming,
     registration,
@@ -49,6 +51,11 @@ def battery(cls: type[Backend]) -> list[Check]:
 
     checks = [
         Check("registration", "name, version and declared capabilities", registration),
+        Check(
+            "lazy-import",
+            "importing the adapter's module imports none of its `requires`",
+            lazy_import,
+        ),
         Check(
             "naming",
             "state_dict names, order and (out, in) shapes of every recorded value",

@@ -94,6 +94,51 @@ class CoarseFloat64Backend(NumpyBackend):
         return model
 
 
+def _is_square(array: np.ndarray) -> bool:
+    return array.ndim == 2 and array.shape[0] == array.shape[1]
+
+
+class TransposedSquareGradientBackend(NumpyBackend):
+    """Transposes the gradients of square weights only: the shapes cannot give it away."""
+
+    name = "transposed_square_grad"
+
+    def build(self, case: Case, inputs: Inputs) -> Model:
+        model = NumpyModel(case, inputs)
+        train_step = model.train_step
+
+        def transposed() -> tuple[np.ndarray, dict[str, np.ndarray]]:
+            loss, grads = train_step()
+            return loss, {k: v.T.copy() if _is_square(v) else v for k, v in grads.items()}
+
+        model.train_step = transposed  # type: ignore[method-assign]
+        return model
+
+
+class TransposedSquareWeightBackend(NumpyBackend):
+    """Loads a square weight as an (in, out) kernel without its transpose, and reads it back
+    the same way: parameters look right, the network computes with the transposed weight."""
+
+    name = "transposed_square_weight"
+
+    def build(self, case: Case, inputs: Inputs) -> Model:
+        model = NumpyModel(case, inputs)
+        flip = {k: v.T.copy() if _is_square(v) else v for k, v in model.params.items()}
+        model.load_parameters(flip)
+        train_step, parameters = model.train_step, model.parameters
+
+        def step() -> tuple[np.ndarray, dict[str, np.ndarray]]:
+            loss, grads = train_step()
+            return loss, {k: v.T.copy() if _is_square(v) else v for k, v in grads.items()}
+
+        def read_back() -> dict[str, np.ndarray]:
+            return {k: v.T.copy() if _is_square(v) else v for k, v in parameters().items()}
+
+        model.train_step = step  # type: ignore[method-assign]
+        model.parameters = read_back  # type: ignore[method-assign]
+        return model
+
+
 class NoRequiresBackend(NumpyBackend):
     """Declares no framework in ``requires``: the lazy-import check has nothing to look for."""
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from fake_plugins import register
 from support import ROOT
 
 from backends import registry
+from harness.cases.inputs import make_inputs
 from harness.cli import main
-from harness.conformance import battery, checks
+from harness.conformance import battery, cases, checks
 from harness.verdict.known import load_known
 
 WRONG = {
@@ -17,6 +19,8 @@ WRONG = {
     "forgetful": "conformance_adapters:ForgetfulMomentumBackend",
     "overriding": "conformance_adapters:OverridingCapabilitiesBackend",
     "coarse64": "conformance_adapters:CoarseFloat64Backend",
+    "transposed_square_grad": "conformance_adapters:TransposedSquareGradientBackend",
+    "transposed_square_weight": "conformance_adapters:TransposedSquareWeightBackend",
     "eager_import": "eager_import_adapter:EagerImportBackend",
     "no_requires": "conformance_adapters:NoRequiresBackend",
 }
@@ -55,6 +59,7 @@ def test_the_reference_passes_every_check(capsys):
         "lazy-import",
         "naming",
         "non-square-mlp",
+        "square-mlp",
         "activation[gelu]",
         "loss[cross_entropy]",
     ):
@@ -67,7 +72,7 @@ def test_the_battery_covers_every_declared_option():
     assert len(names) == len(set(names))
     for option in ("activation[silu]", "loss[huber]", "optimizer[adagrad]", "dtype[bfloat16]"):
         assert option in names
-    for check in ("lazy-import", "finite-difference"):
+    for check in ("lazy-import", "square-mlp", "finite-difference"):
         assert check in names
 
 
@@ -209,10 +214,39 @@ def test_lazy_import_reports_a_module_that_does_not_import_in_a_fresh_interprete
     )
 
 
+def test_the_square_network_has_square_weights_and_far_from_symmetric_gradients():
+    case = cases.make_case("square", sizes=cases.SQUARE_SIZES)
+    inputs = make_inputs(case)
+    trace = registry.create("numpy").run(case, inputs)
+    square = [n for n, v in inputs.params.items() if v.ndim == 2 and v.shape[0] == v.shape[1]]
+    assert len(square) >= 2
+
+    def asymmetry(a):
+        return np.linalg.norm(a - a.T) / np.linalg.norm(a)
+
+    for name in square:
+        assert asymmetry(inputs.params[name]) > 0.5, name
+        for grads in trace.grads:
+            assert asymmetry(np.asarray(grads[name], dtype=np.float64)) > 0.5, name
+
+
 # One bug planted in each (tests/conformance_adapters.py): the check that must fail, the
 # start of its first problem, and the checks to run in the default tier beside it, which
 # must pass. The full tier runs the whole battery: only that check may fail.
 PLANTED = {
+    "square weight gradients transposed": (
+        "transposed_square_grad",
+        "square-mlp",
+        "the whole grad is the reference's transposed",
+        "*mlp",
+    ),
+    "square weights loaded without the kernel transpose": (
+        "transposed_square_weight",
+        "square-mlp",
+        "the output is the reference's with the square weights layers.1.weight, "
+        "layers.2.weight transposed",
+        "*mlp",
+    ),
     "framework imported at module level": (
         "eager_import",
         "lazy-import",

@@ -1,12 +1,13 @@
 """The conformance kit: a fixed battery every adapter, built-in or plugin, should pass.
 
 ``crossgrad check-adapter NAME`` and the pytest plugin (``harness.conformance.pytest_plugin``) both run
-it. Importing the adapter's module must not import its framework. Networks are non-square
-and multi-layer, so a transposed weight cannot hide behind a square shape; every declared
-activation, loss, optimizer and dtype gets a check of its own, optimizers over several steps
-so their state must carry; and a float64 finite-difference check tests the adapter's
-gradients against its own loss, independently of the reference. Each failure is reported as
-its first problem in plain words, naming the parameter.
+it. Importing the adapter's module must not import its framework. Networks are multi-layer:
+one with no square weight, so a transposed weight is a shape error, and one with square
+hidden weights whose gradients are far from symmetric, so a transpose shows in the values.
+Every declared activation, loss, optimizer and dtype gets a check of its own, optimizers over
+several steps so their state must carry; a float64 finite-difference check tests the
+adapter's gradients against its own loss, independently of the reference. Each failure is
+reported as its first problem in plain words, naming the parameter.
 
 This module lists the checks for an adapter class and runs them; the cases they train are
 in harness/conformance/cases.py, the checks themselves in harness/conformance/checks.py.
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from backends import registry
 from harness.cases.patterns import matches
-from harness.conformance.cases import MLP_SIZES, STEPS, base_case, preferred
+from harness.conformance.cases import MLP_SIZES, SQUARE_SIZES, STEPS, base_case, preferred
 from harness.conformance.checks import (
     Check,
     CheckResult,
@@ -62,6 +63,11 @@ def battery(cls: type[Backend]) -> list[Check]:
             lambda kit: named("naming", naming(kit, base_case(cls, "naming"))),
         ),
         comparing("non-square-mlp", f"a {'-'.join(map(str, MLP_SIZES))} network, {STEPS} steps"),
+        comparing(
+            "square-mlp",
+            f"a {'-'.join(map(str, SQUARE_SIZES))} network: square weights, asymmetric gradients",
+            sizes=SQUARE_SIZES,
+        ),
         Check(
             "repeatable",
             "the same case twice gives identical values",

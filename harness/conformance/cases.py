@@ -1,8 +1,10 @@
 """The cases the conformance checks train: small seeded networks built directly, no YAML.
 
-Every weight is non-square and no two layers share a shape, so a transposed weight cannot
-hide behind a square shape; optimizers run several steps so their state must carry; the
-defaults (activation, loss, optimizer, dtype) are chosen from what the adapter declares.
+The default network has no square weight and no two layers share a shape, so a transposed
+weight is a shape error; one more network has square hidden weights whose gradients are far
+from symmetric, so a transpose the shapes cannot reveal changes the values. Optimizers run
+several steps so their state must carry. The defaults (activation, loss, optimizer, dtype)
+are chosen from what the adapter declares.
 """
 
 from __future__ import annotations
@@ -20,6 +22,10 @@ if TYPE_CHECKING:
 # Every weight is non-square and no two layers share a shape, so an (in, out) kernel read
 # back without its transpose is a shape error, never a silent match.
 MLP_SIZES = (3, 5, 4, 2)
+# Two square hidden weights (4, 4). Their initial values and gradients are far from
+# symmetric (tests/test_conformance.py measures it), so an adapter that transposes a square
+# weight on the way in or out, or a square gradient, computes or reports other numbers.
+SQUARE_SIZES = (3, 4, 4, 4, 2)
 BATCH = 6
 # Small enough that the finite-difference check costs two runs per parameter, ~34 runs.
 FD_SIZES = (2, 3, 2)

@@ -206,12 +206,63 @@ def compare_with_reference(kit: Kit, case: Case) -> CheckResult:
     mine = table[table["backend"] == kit.name]
     failing = mine[mine["status"].isin(FAILING)]
     if len(failing):
-        return CheckResult(case.name, FAIL, _describe(mine, failing.iloc[0]))
+        first = failing.iloc[0]
+        hint = _transpose_hint(kit, case, inputs, trace, reference, first)
+        return CheckResult(case.name, FAIL, _describe(mine, first) + hint)
     known = mine[mine["status"] == Status.KNOWN]
     if len(known):
         return CheckResult(case.name, KNOWN, str(known.iloc[0]["detail"]))
     worst = float((mine["abs_err"] / mine["tol"]).max())
     return CheckResult(case.name, PASS, f"worst err/tol {worst:.2g}")
+
+
+def _square_weights(case: Case) -> list[str]:
+    return [
+        name
+        for name, shape in param_shapes(case.network.sizes).items()
+        if len(shape) == 2 and shape[0] == shape[1] > 1
+    ]
+
+
+def _transpose_hint(
+    kit: Kit, case: Case, inputs: Inputs, trace: Trace, reference: Trace, row: pd.Series
+) -> str:
+    """Where a square weight (whose shape cannot show it) was transposed, say so."""
+    square = _square_weights(case)
+    if not square:
+        return ""
+    step, quantity, param = int(row["step"]), row["quantity"], row["param"]
+    if quantity in ("grad", "param") and param in square:
+        recorded = trace.grads if quantity == "grad" else trace.params
+        mine = np.asarray(recorded[step][param], dtype=np.float64)
+        theirs = np.asarray(
+            (reference.grads if quantity == "grad" else reference.params)[step][param],
+            dtype=np.float64,
+        )
+        if _close(mine, theirs.T):
+            return (
+                f" (the whole {quantity} is the reference's transposed: a square weight's "
+                "(in, out) kernel reported without its transpose; report (out, in))"
+            )
+    if step == 0 and quantity in ("activation", "output"):
+        # A kernel loaded without its transpose: only a square one fits, and it computes
+        # with the transposed weight from the very first forward pass.
+        params = dict(inputs.params)
+        params.update({name: params[name].T.copy() for name in square})
+        try:
+            expected = kit.reference.build(case, replace(inputs, params=params)).forward()
+        except Exception:  # the hint is a courtesy; the failure stands without it
+            return ""
+        if _close(np.asarray(trace.output, dtype=np.float64), np.asarray(expected, np.float64)):
+            return (
+                f" (the output is the reference's with the square weights {', '.join(square)} "
+                "transposed: a weight loaded as an (in, out) kernel without its transpose)"
+            )
+    return ""
+
+
+def _close(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.shape == b.shape and bool(np.allclose(a, b, rtol=1e-3, atol=1e-7))
 
 
 def finite_difference(

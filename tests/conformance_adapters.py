@@ -6,6 +6,8 @@ should fail: tests/test_conformance.py holds the kit to naming it.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -13,6 +15,7 @@ import numpy as np
 from backends.base import Model
 from backends.numpy.eager import NumpyBackend, NumpyModel
 from backends.numpy.ops import Activation
+from backends.torch.eager import TorchBackend, TorchModel
 from harness.cases.inputs import Inputs
 from harness.cases.model import Case
 
@@ -139,8 +142,100 @@ class TransposedSquareWeightBackend(NumpyBackend):
         return model
 
 
+class _WrongOptimizerArgs(NumpyBackend):
+    """The reference with some optimizer arguments replaced before the optimizer sees them."""
+
+    def wrong(self, name: str, args: Mapping[str, Any]) -> Mapping[str, Any]:
+        return args
+
+    def build(self, case: Case, inputs: Inputs) -> Model:
+        model = NumpyModel(case, inputs)
+        model.optimizer.args = self.wrong(case.optimizer.name, dict(case.optimizer.args))
+        return model
+
+
+class UndampedBackend(_WrongOptimizerArgs):
+    """Drops SGD's dampening, as an adapter that forgets to pass it on."""
+
+    name = "undamped"
+
+    def wrong(self, name: str, args: Mapping[str, Any]) -> Mapping[str, Any]:
+        return {**args, "dampening": 0.0}
+
+
+class NoNesterovBackend(_WrongOptimizerArgs):
+    """Drops SGD's nesterov flag."""
+
+    name = "no_nesterov"
+
+    def wrong(self, name: str, args: Mapping[str, Any]) -> Mapping[str, Any]:
+        return {**args, "nesterov": False}
+
+
+class UncenteredBackend(_WrongOptimizerArgs):
+    """Drops RMSprop's centered flag."""
+
+    name = "uncentered"
+
+    def wrong(self, name: str, args: Mapping[str, Any]) -> Mapping[str, Any]:
+        return {**args, "centered": False}
+
+
+class ZeroAccumulatorBackend(_WrongOptimizerArgs):
+    """Starts Adagrad's accumulator at the framework's 0, whatever the case says."""
+
+    name = "zero_accumulator"
+
+    def wrong(self, name: str, args: Mapping[str, Any]) -> Mapping[str, Any]:
+        return {**args, "initial_accumulator_value": 0.0}
+
+
+class DecoupledAdamBackend(NumpyBackend):
+    """Applies Adam's weight_decay decoupled (AdamW's rule), as Keras does for every optimizer."""
+
+    name = "decoupled_adam"
+
+    def build(self, case: Case, inputs: Inputs) -> Model:
+        model = NumpyModel(case, inputs)
+        if case.optimizer.name == "adam":
+            optimizer = model.optimizer
+            optimizer._update = functools.partial(optimizer._adam, decoupled=True)
+        return model
+
+
+class TorchAdamWForAdamBackend(TorchBackend):
+    """The torch adapter, mapping Adam with weight decay to torch.optim.AdamW: the classic
+    mix-up of L2 regularization and decoupled weight decay."""
+
+    name = "torch_adamw_for_adam"
+
+    def build(self, case: Case, inputs: Inputs) -> Model:
+        model = super().build(case, inputs)
+        assert isinstance(model, TorchModel)
+        if case.optimizer.name == "adam" and case.optimizer.args["weight_decay"]:
+            model.optimizer = self.torch.optim.AdamW(
+                model.network.parameters,
+                lr=case.optimizer.args["lr"],
+                betas=tuple(case.optimizer.args["betas"]),
+                eps=case.optimizer.args["eps"],
+                weight_decay=case.optimizer.args["weight_decay"],
+            )
+        return model
+
+
 class NoRequiresBackend(NumpyBackend):
     """Declares no framework in ``requires``: the lazy-import check has nothing to look for."""
 
     name = "no_requires"
     requires: ClassVar[tuple[str, ...]] = ()
+
+
+class NoDampeningBackend(NumpyBackend):
+    """Declines SGD's dampening, as the optax and Keras adapters must."""
+
+    name = "no_dampening"
+
+    def unsupported_reason(self, case: Case) -> str | None:
+        if case.optimizer.name == "sgd" and case.optimizer.args["dampening"]:
+            return "this framework's SGD has no dampening argument"
+        return super().unsupported_reason(case)

@@ -1,11 +1,14 @@
 """The conformance kit: a fixed battery every adapter, built-in or plugin, should pass.
 
 ``crossgrad check-adapter NAME`` and the pytest plugin (``harness.conformance.pytest_plugin``) both run
-it. Networks are non-square and multi-layer, so a transposed weight cannot hide behind a
-square shape; every declared activation, loss, optimizer and dtype gets a check of its own,
-optimizers over several steps so their state must carry; and a float64 finite-difference
-check tests the adapter's gradients against its own loss, independently of the reference.
-Each failure is reported as its first problem in plain words, naming the parameter.
+it. Importing the adapter's module must not import its framework. Networks are multi-layer:
+one with no square weight, so a transposed weight is a shape error, and one with square
+hidden weights whose gradients are far from symmetric, so a transpose shows in the values.
+Every declared activation, loss, optimizer and dtype gets a check of its own, optimizers over
+several steps so their state must carry, and every optimizer argument is set away from its
+default in some check; a float64 finite-difference check tests the adapter's gradients
+against its own loss, independently of the reference. Each failure is reported as its first
+problem in plain words, naming the parameter.
 
 This module lists the checks for an adapter class and runs them; the cases they train are
 in harness/conformance/cases.py, the checks themselves in harness/conformance/checks.py.
@@ -18,7 +21,15 @@ from typing import TYPE_CHECKING, Any
 
 from backends import registry
 from harness.cases.patterns import matches
-from harness.conformance.cases import MLP_SIZES, STEPS, base_case, preferred
+from harness.conformance.cases import (
+    MLP_SIZES,
+    OPTIMIZER_VARIANTS,
+    SQUARE_SIZES,
+    STEPS,
+    base_case,
+    preferred,
+    variant_name,
+)
 from harness.conformance.checks import (
     Check,
     CheckResult,
@@ -26,6 +37,7 @@ from harness.conformance.checks import (
     capabilities,
     compare_with_reference,
     finite_difference_check,
+    lazy_import,
     named,
     naming,
     registration,
@@ -50,11 +62,21 @@ def battery(cls: type[Backend]) -> list[Check]:
     checks = [
         Check("registration", "name, version and declared capabilities", registration),
         Check(
+            "lazy-import",
+            "importing the adapter's module imports none of its `requires`",
+            lazy_import,
+        ),
+        Check(
             "naming",
             "state_dict names, order and (out, in) shapes of every recorded value",
             lambda kit: named("naming", naming(kit, base_case(cls, "naming"))),
         ),
         comparing("non-square-mlp", f"a {'-'.join(map(str, MLP_SIZES))} network, {STEPS} steps"),
+        comparing(
+            "square-mlp",
+            f"a {'-'.join(map(str, SQUARE_SIZES))} network: square weights, asymmetric gradients",
+            sizes=SQUARE_SIZES,
+        ),
         Check(
             "repeatable",
             "the same case twice gives identical values",
@@ -77,6 +99,17 @@ def battery(cls: type[Backend]) -> list[Check]:
         checks.append(
             comparing(f"optimizer[{optimizer}]", f"{STEPS} steps of state", optimizer=optimizer)
         )
+        # Every other argument of the optimizer, set away from its default (an argument the
+        # adapter declines through unsupported_reason makes its check skipped, not failed).
+        for args in OPTIMIZER_VARIANTS[optimizer]:
+            checks.append(
+                comparing(
+                    variant_name(optimizer, args),
+                    ", ".join(f"{key} {value}" for key, value in args.items()),
+                    optimizer=optimizer,
+                    optimizer_args=args,
+                )
+            )
     for dtype in cls.dtypes:
         # Plain SGD: only the dtype's handling is under test, not the momentum form's rounding.
         checks.append(

@@ -1,8 +1,11 @@
 """The cases the conformance checks train: small seeded networks built directly, no YAML.
 
-Every weight is non-square and no two layers share a shape, so a transposed weight cannot
-hide behind a square shape; optimizers run several steps so their state must carry; the
-defaults (activation, loss, optimizer, dtype) are chosen from what the adapter declares.
+The default network has no square weight and no two layers share a shape, so a transposed
+weight is a shape error; one more network has square hidden weights whose gradients are far
+from symmetric, so a transpose the shapes cannot reveal changes the values. Optimizers run
+several steps so their state must carry, and every optimizer argument of the vocabulary is
+set away from its default in some check. The defaults (activation, loss, optimizer, dtype)
+are chosen from what the adapter declares.
 """
 
 from __future__ import annotations
@@ -20,6 +23,10 @@ if TYPE_CHECKING:
 # Every weight is non-square and no two layers share a shape, so an (in, out) kernel read
 # back without its transpose is a shape error, never a silent match.
 MLP_SIZES = (3, 5, 4, 2)
+# Two square hidden weights (4, 4). Their initial values and gradients are far from
+# symmetric (tests/test_conformance.py measures it), so an adapter that transposes a square
+# weight on the way in or out, or a square gradient, computes or reports other numbers.
+SQUARE_SIZES = (3, 4, 4, 4, 2)
 BATCH = 6
 # Small enough that the finite-difference check costs two runs per parameter, ~34 runs.
 FD_SIZES = (2, 3, 2)
@@ -34,6 +41,38 @@ OPTIMIZER_ARGS: Mapping[str, Mapping[str, Any]] = {
     "rmsprop": {"lr": 2.0**-7},
     "adagrad": {"lr": 2.0**-3},
 }
+# The optimizer[X+ARGS] checks: each mapping sets arguments away from OPTIMIZER_ARGS and the
+# vocabulary's defaults, so that together with OPTIMIZER_ARGS every argument of OPTIMIZERS
+# is set in some check (a test holds the kit to that as the vocabulary grows). The values
+# are powers of two (or 0.9, as the base check) and large enough that an argument dropped,
+# reset to the framework's default or mapped to the wrong formula moves the parameters far
+# beyond the tolerance: weight decay (λ·θ ≈ 4e-3) is a few times the gradients (≈ 1e-3),
+# and ε (≈ 1e-3) is comparable to the root of the second moments. Arguments that would hide
+# one another are in separate checks: a large ε or initial accumulator swamps the rest.
+OPTIMIZER_VARIANTS: Mapping[str, tuple[Mapping[str, Any], ...]] = {
+    "sgd": (
+        # momentum 0.9 comes from OPTIMIZER_ARGS; τ applies from the second step on
+        {"dampening": 0.5},
+        # nesterov needs dampening 0 (docs/spec.md §2.3); λ enters the buffer, not the step
+        {"nesterov": True, "weight_decay": 2.0**-6},
+    ),
+    # Adam's weight_decay is the L2 penalty added to the gradient, not AdamW's decay
+    "adam": ({"weight_decay": 2.0**-6}, {"betas": (0.5, 0.75), "eps": 2.0**-10}),
+    "adamw": ({"weight_decay": 2.0**-2}, {"betas": (0.5, 0.75), "eps": 2.0**-10}),
+    "rmsprop": (
+        {"alpha": 0.75, "centered": True, "momentum": 0.5, "weight_decay": 2.0**-6},
+        {"eps": 2.0**-10},
+    ),
+    "adagrad": (
+        {"initial_accumulator_value": 2.0**-14, "weight_decay": 2.0**-6},
+        {"eps": 2.0**-10},
+    ),
+}
+
+
+def variant_name(optimizer: str, args: Mapping[str, Any]) -> str:
+    """``optimizer[adam+weight_decay]``: the optimizer and the arguments the check sets."""
+    return f"optimizer[{'+'.join([optimizer, *args])}]"
 
 
 def preferred(options: Iterable[str], *wanted: str) -> str:

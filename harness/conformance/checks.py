@@ -3,11 +3,16 @@
 A check trains its case on the candidate adapter and judges what comes back: the shapes and
 state_dict names of everything recorded, every value against the reference (first problem
 first, in plain words naming the parameter), gradients against central finite differences
-of the adapter's own loss, repeatability, declared capabilities and registration.
+of the adapter's own loss, repeatability, declared capabilities and registration; one more
+imports the adapter's module in a fresh interpreter to see that its framework stays out.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
@@ -15,6 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from backends import registry
 from harness.cases.inputs import Inputs, make_inputs
 from harness.cases.model import (
     ACTIVATIONS,
@@ -202,12 +208,63 @@ def compare_with_reference(kit: Kit, case: Case) -> CheckResult:
     mine = table[table["backend"] == kit.name]
     failing = mine[mine["status"].isin(FAILING)]
     if len(failing):
-        return CheckResult(case.name, FAIL, _describe(mine, failing.iloc[0]))
+        first = failing.iloc[0]
+        hint = _transpose_hint(kit, case, inputs, trace, reference, first)
+        return CheckResult(case.name, FAIL, _describe(mine, first) + hint)
     known = mine[mine["status"] == Status.KNOWN]
     if len(known):
         return CheckResult(case.name, KNOWN, str(known.iloc[0]["detail"]))
     worst = float((mine["abs_err"] / mine["tol"]).max())
     return CheckResult(case.name, PASS, f"worst err/tol {worst:.2g}")
+
+
+def _square_weights(case: Case) -> list[str]:
+    return [
+        name
+        for name, shape in param_shapes(case.network.sizes).items()
+        if len(shape) == 2 and shape[0] == shape[1] > 1
+    ]
+
+
+def _transpose_hint(
+    kit: Kit, case: Case, inputs: Inputs, trace: Trace, reference: Trace, row: pd.Series
+) -> str:
+    """Where a square weight (whose shape cannot show it) was transposed, say so."""
+    square = _square_weights(case)
+    if not square:
+        return ""
+    step, quantity, param = int(row["step"]), row["quantity"], row["param"]
+    if quantity in ("grad", "param") and param in square:
+        recorded = trace.grads if quantity == "grad" else trace.params
+        mine = np.asarray(recorded[step][param], dtype=np.float64)
+        theirs = np.asarray(
+            (reference.grads if quantity == "grad" else reference.params)[step][param],
+            dtype=np.float64,
+        )
+        if _close(mine, theirs.T):
+            return (
+                f" (the whole {quantity} is the reference's transposed: a square weight's "
+                "(in, out) kernel reported without its transpose; report (out, in))"
+            )
+    if step == 0 and quantity in ("activation", "output"):
+        # A kernel loaded without its transpose: only a square one fits, and it computes
+        # with the transposed weight from the very first forward pass.
+        params = dict(inputs.params)
+        params.update({name: params[name].T.copy() for name in square})
+        try:
+            expected = kit.reference.build(case, replace(inputs, params=params)).forward()
+        except Exception:  # the hint is a courtesy; the failure stands without it
+            return ""
+        if _close(np.asarray(trace.output, dtype=np.float64), np.asarray(expected, np.float64)):
+            return (
+                f" (the output is the reference's with the square weights {', '.join(square)} "
+                "transposed: a weight loaded as an (in, out) kernel without its transpose)"
+            )
+    return ""
+
+
+def _close(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.shape == b.shape and bool(np.allclose(a, b, rtol=1e-3, atol=1e-7))
 
 
 def finite_difference(
@@ -339,6 +396,104 @@ def registration(kit: Kit) -> CheckResult:
             "registration", FAIL, "version() is empty: set `distribution` to the framework's"
         )
     return CheckResult("registration", PASS, f"{cls.__module__}:{cls.__qualname__} {version}")
+
+
+# Run in a fresh interpreter: import what every adapter module imports (crossgrad's own
+# modules, which bring NumPy), note what is loaded, then import the adapter's module and
+# report which of its frameworks came in, and the line of the import statement that did it.
+_IMPORT_PROBE = r"""
+import importlib, importlib.abc, json, os, sys, traceback
+request = json.loads(sys.stdin.read())
+sys.path[:] = request["path"]
+import backends.base, backends.registry, harness.cases.inputs, harness.cases.model
+before = {name.partition(".")[0] for name in sys.modules}
+watched = [m for m in request["frameworks"] if m not in before]
+where = {}
+machinery = os.path.dirname(importlib.__file__) + os.sep
+
+class Watch(importlib.abc.MetaPathFinder):
+    def find_spec(self, fullname, path=None, target=None):
+        top = fullname.partition(".")[0]
+        if top in watched and top not in where:
+            frames = [
+                f for f in traceback.extract_stack()[:-1]
+                if not f.filename.startswith(("<", machinery))
+            ]
+            where[top] = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else ""
+        return None
+
+sys.meta_path.insert(0, Watch())
+importlib.import_module(request["module"])
+loaded = {name.partition(".")[0] for name in sys.modules}
+print(json.dumps({
+    "imported": {m: where.get(m, "") for m in watched if m in loaded},
+    "preloaded": [m for m in request["frameworks"] if m in before],
+}))
+"""
+IMPORT_TIMEOUT_S = 300
+
+
+def lazy_import(kit: Kit) -> CheckResult:
+    """Importing the adapter's module imports none of the frameworks in its ``requires``.
+
+    ``crossgrad backends``, every run and every worker import each adapter's module to read
+    its class; a module-level ``import torch`` makes all of them pay for PyTorch.
+    """
+    cls = type(kit.candidate)
+    entry = registry.entries().get(kit.name)
+    module = entry.target.partition(":")[0] if entry else cls.__module__
+    if not cls.requires:
+        return CheckResult(
+            "lazy-import", SKIPPED, "the adapter declares no `requires`: no framework to look for"
+        )
+    if module == "__main__":
+        return CheckResult("lazy-import", SKIPPED, "the adapter class is defined in __main__")
+    request = {
+        "path": [os.path.abspath(p) for p in sys.path],
+        "module": module,
+        "frameworks": list(cls.requires),
+    }
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", _IMPORT_PROBE],
+            input=json.dumps(request),
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=IMPORT_TIMEOUT_S,
+        )
+    except subprocess.TimeoutExpired:
+        return CheckResult(
+            "lazy-import", FAIL, f"importing {module} took over {IMPORT_TIMEOUT_S} s"
+        )
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+        return CheckResult(
+            "lazy-import", FAIL, f"importing {module} in a fresh interpreter failed: {last}"
+        )
+    try:
+        found = json.loads(done.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):  # the module ended the interpreter (sys.exit) early
+        return CheckResult(
+            "lazy-import", FAIL, f"importing {module} gave no answer: {done.stdout!r:.200}"
+        )
+    imported, preloaded = found["imported"], found["preloaded"]
+    if imported:
+        first = next(iter(imported))
+        at = f" (at {imported[first]})" if imported[first] else ""
+        return CheckResult(
+            "lazy-import",
+            FAIL,
+            f"importing {module} imports {', '.join(imported)}{at}: import the framework in "
+            "the adapter's __init__ (or build), not at module level, so that listing "
+            "adapters and starting runs do not pay for it",
+        )
+    checked = [m for m in cls.requires if m not in preloaded]
+    detail = f"importing {module} imports none of {', '.join(checked)}" if checked else ""
+    if preloaded:
+        own = f"{', '.join(preloaded)} {'is' if len(preloaded) == 1 else 'are'} imported by crossgrad itself"
+        detail = f"{detail}; {own}" if detail else f"{own}: nothing to look for"
+    return CheckResult("lazy-import", PASS, detail)
 
 
 def repeatable(kit: Kit, case: Case) -> CheckResult:

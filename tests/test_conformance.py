@@ -145,7 +145,7 @@ def test_a_triaged_divergence_is_known_not_failed(tmp_path):
     result = results_of("forgetful", "optimizer[sgd]", known=known)["optimizer[sgd]"]
     assert result.status == "known"
     assert (
-        "known divergence forgetful-test-entry (bounded, not verified: rel err <= 10): a deliberate difference"
+        "known divergence forgetful-test-entry (bounded, not verified: rel err <= 10 from the reference): a deliberate difference"
         in result.detail
     )
 

@@ -64,7 +64,7 @@ def test_a_bounded_entry_makes_the_divergence_known_and_says_it_is_not_verified(
     assert "diverged" not in set(rows["status"])
     assert (
         rows.loc[rows["status"] == "known", "detail"].str.startswith(
-            "known divergence bias-off (bounded, not verified: rel err <= 1):"
+            "known divergence bias-off (bounded, not verified: rel err <= 1 from the reference):"
         )
     ).all()
     assert "| bias-off | bounded, not verified | wrong_bias |" in summary

@@ -35,6 +35,7 @@ REPORT = {
     "report.html",
     "environment.json",
     "coverage.csv",
+    "known.json",
     RUN_FILE,
 }
 

@@ -218,3 +218,38 @@ class HostileMessageBackend(NumpyBackend):
 
     def build(self, case: Case, inputs: Inputs) -> Model:
         raise RuntimeError(HOSTILE_TEXT)
+
+
+class OneGradientElementOffBackend(NumpyBackend):
+    """The reference, except that one gradient element is 1e-4 too large (recorded and
+    applied): the smallest error the float32 tolerance promises to see on a value whose
+    terms do not cancel (tests/test_cancellation.py)."""
+
+    name = "one_element_off"
+    param = "layers.0.weight"
+    factor = 1 + 1e-4
+
+    def build(self, case: Case, inputs: Inputs) -> Model:
+        model = NumpyModel(case, inputs)
+        step = model.optimizer.step
+
+        def wrong_step(params: dict[str, Any], grads: dict[str, Any]) -> None:
+            wrong = grads[self.param].copy()
+            wrong.flat[0] *= wrong.dtype.type(self.factor)
+            grads[self.param] = wrong
+            step(params, grads)
+
+        model.optimizer.step = wrong_step  # type: ignore[method-assign]
+        return model
+
+
+class ShippedKnownBackend(NumpyBackend):
+    """A plugin that ships its own known divergences with its package, as a real one would
+    (``known_divergences`` is relative to this module): the WrongBias adapter's difference,
+    triaged by the plugin's author."""
+
+    name = "ships_known"
+    known_divergences = "data/shipped_known_divergences.yaml"
+
+    def build(self, case: Case, inputs: Inputs) -> Model:
+        return WrongBiasGradientBackend().build(case, inputs)

@@ -61,6 +61,15 @@ def _sigmoid(z: Array) -> Array:
     return ACTIVATIONS["sigmoid"].value(z)
 
 
+# The terms an activation's own formula adds, where they cancel: GELU is 0.5·z·(1 + erf(z/√2))
+# (or tanh), and in its negative tail 1 + erf is a small number made of terms near 1, so
+# every framework's rounding there is relative to 0.5·|z|·2, not to the tiny value.
+VALUE_TERMS: Mapping[str, Callable[[Array], Array]] = {
+    "gelu": lambda z: np.abs(z),
+    "gelu_tanh": lambda z: np.abs(z),
+}
+
+
 def _loss_magnitudes(
     name: str, args: Mapping[str, Any], o: Array, o_mag: Array, y: Array, rtol: float
 ) -> tuple[Array, Array, Array]:
@@ -114,8 +123,9 @@ def magnitudes(case: Case, inputs: Inputs, rtol: float) -> Trace:
     params = {n: inputs.params[n].astype(np.float64) for layer in names for n in layer}
     param_mag = {n: np.abs(p) for n, p in params.items()}
     x, y = inputs.x.astype(np.float64), inputs.y.astype(np.float64)
-    hidden = ACTIVATIONS[case.network.activation]
-    nonlinearities = [hidden] * (len(names) - 1) + [ACTIVATIONS[case.network.output_activation]]
+    activation_names = [case.network.activation] * (len(names) - 1)
+    activation_names.append(case.network.output_activation)
+    nonlinearities = [ACTIVATIONS[name] for name in activation_names]
     central, raised, lowered = (
         Optimizer(case.optimizer.name, case.optimizer.args) for _ in range(3)
     )
@@ -124,7 +134,9 @@ def magnitudes(case: Case, inputs: Inputs, rtol: float) -> Trace:
         """Per layer: a, M(a), f'(z), M(f'(z)), and the layer's input with its magnitude."""
         a, a_mag = x, np.abs(x)
         layers = []
-        for activation, (weight, bias) in zip(nonlinearities, names, strict=True):
+        for name, activation, (weight, bias) in zip(
+            activation_names, nonlinearities, names, strict=True
+        ):
             z = a @ params[weight].T + params[bias]
             z_mag = a_mag @ param_mag[weight].T + param_mag[bias]
 
@@ -133,6 +145,8 @@ def magnitudes(case: Case, inputs: Inputs, rtol: float) -> Trace:
 
             out, slope = activation(z)
             out_mag = _through(activation.value, z, z_mag, rtol)
+            if name in VALUE_TERMS:
+                out_mag = np.maximum(out_mag, VALUE_TERMS[name](z))
             slope_mag = _through(slope_of, z, z_mag, rtol)
             layers.append((out, out_mag, slope, slope_mag, a, a_mag))
             a, a_mag = out, out_mag

@@ -126,7 +126,7 @@ def summary_tail(stale: Sequence[KnownDivergence], sections: Sequence[str]) -> l
         ]
     lines += [
         "",
-        "worst err/tol: the largest |value − reference| / (atol + rtol·|reference|) of the pair; above 1 is a divergence.",
+        "worst err/tol: the largest |value − reference| / (atol + rtol·magnitude) of the pair, magnitude being the size of the terms the value was made of; above 1 is a divergence.",
         "first divergence: the first failing value in computation order (activations layer by layer, output, loss, gradients from the last layer back, parameters).",
         "cause: `precision` (the float64 control run agrees), `semantic` (it diverges too), `known` (registry).",
         "off the oracle: the side farther from the float64/50-digit oracle at the first divergence.",

@@ -1,0 +1,121 @@
+"""Each switch of the reference (backends/numpy/semantics.py) computes the behaviour it names."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import ml_dtypes
+import numpy as np
+import pytest
+from support import CASES
+
+from backends.numpy.eager import NumpyBackend
+from backends.numpy.ops import Optimizer, activation, loss
+from backends.numpy.semantics import PYTORCH, SWITCH_TYPES, Semantics
+from harness.cases.inputs import make_inputs
+from harness.cases.loader import load_cases
+
+G = np.array([0.3, -0.02])
+P = np.array([0.5, -0.25])
+
+
+def one_step(name: str, args: dict, semantics: Semantics, p=P, g=G, steps: int = 1) -> np.ndarray:
+    optimizer = Optimizer(name, args, semantics)
+    params = {"w": p}
+    for _ in range(steps):
+        optimizer.step(params, {"w": g})
+    return params["w"]
+
+
+def test_every_switch_has_a_type_and_the_default_is_pytorch():
+    assert set(SWITCH_TYPES) == {f.name for f in dataclasses.fields(Semantics)}
+    assert Semantics() == PYTORCH and PYTORCH.describe() == "none"
+
+
+def test_eps_inside_the_square_root():
+    args = {"lr": 0.1, "alpha": 0.9, "eps": 1e-2, "momentum": 0.0, "centered": False}
+    args["weight_decay"] = 0.0
+    v = 0.1 * G * G
+    expected = P - 0.1 * G / np.sqrt(v + 1e-2)
+    assert np.allclose(one_step("rmsprop", args, Semantics(eps_inside_sqrt=True)), expected)
+    assert not np.allclose(one_step("rmsprop", args, PYTORCH), expected)
+
+
+def test_epsilon_hat_adam():
+    args = {"lr": 0.01, "betas": (0.9, 0.999), "eps": 1e-3, "weight_decay": 0.0}
+    m, v = 0.1 * G, 0.001 * G * G
+    expected = P - 0.01 * math.sqrt(0.001) / 0.1 * m / (np.sqrt(v) + 1e-3)
+    assert np.allclose(one_step("adam", args, Semantics(epsilon_hat=True)), expected)
+    assert not np.allclose(one_step("adam", args, PYTORCH), expected)
+
+
+def test_decoupled_weight_decay_shrinks_the_parameter_before_the_update():
+    args = {"lr": 0.1, "momentum": 0.9, "dampening": 0.0, "nesterov": True, "weight_decay": 0.5}
+    decoupled = one_step("sgd", args, Semantics(decoupled_weight_decay=True))
+    shrunk = P - P * 0.5 * 0.1
+    assert np.allclose(decoupled, shrunk - 0.1 * (G + 0.9 * G))
+    coupled = G + 0.5 * P
+    assert np.allclose(one_step("sgd", args, PYTORCH), P - 0.1 * (coupled + 0.9 * coupled))
+
+
+def test_bce_clip_caps_the_loss_and_zeroes_the_clipped_gradient():
+    o, y = np.array([[1e-9], [0.5]]), np.array([[1.0], [1.0]])
+    value, grad = loss("bce", Semantics(bce_clip=1e-7))(o, y, {})
+    assert value == pytest.approx((-math.log(1e-7) - math.log(0.5)) / 2)
+    assert grad[0, 0] == 0 and grad[1, 0] != 0
+    assert loss("bce", PYTORCH)(o, y, {})[0] > value
+
+
+def test_bce_from_logits_takes_the_loss_from_the_pre_activation():
+    case = load_cases([str(CASES / "seed.yaml")])[0]
+    case = dataclasses.replace(case, loss=dataclasses.replace(case.loss, name="bce"))
+    inputs = make_inputs(case)
+    logits = NumpyBackend(Semantics(bce_from_logits=True)).run(case, inputs)
+    plain = NumpyBackend().run(case, inputs)
+    assert logits.losses[0] == pytest.approx(float(plain.losses[0]), rel=1e-6)
+    assert logits.grads[0]["layers.1.bias"] == pytest.approx(plain.grads[0]["layers.1.bias"], 1e-5)
+
+
+def test_leaky_relu_slope_at_zero_and_softplus_threshold():
+    z = np.array([0.0, -1.0, 25.0])
+    assert activation("leaky_relu", Semantics(leaky_relu_slope_at_zero=1.0))(z)[1][0] == 1.0
+    assert activation("leaky_relu")(z)[1][0] == 0.01
+    value, slope = activation("softplus", Semantics(softplus_threshold=20.0))(z)
+    assert value[2] == 25.0 and slope[2] == 1.0
+    assert activation("softplus")(z)[1][2] < 1.0
+
+
+def test_float32_constants_round_what_keras_casts():
+    args = {"lr": 0.1, "momentum": 0.9, "dampening": 0.0, "nesterov": False, "weight_decay": 0.05}
+    rounded = one_step("sgd", args, Semantics(float32_constants=True), steps=2)
+    momentum, decay = float(np.float32(0.9)), float(np.float32(0.05))
+    exact = one_step("sgd", {**args, "momentum": momentum, "weight_decay": decay}, PYTORCH, steps=2)
+    assert np.array_equal(rounded, exact)
+    # In bfloat16, beta_2 = 0.999 casts to 1.0: epsilon-hat Adam takes no step at all.
+    bfloat16 = np.dtype(ml_dtypes.bfloat16)
+    adam = {"lr": 0.01, "betas": (0.9, 0.999), "eps": 1e-4, "weight_decay": 0.0}
+    keras = Semantics(epsilon_hat=True, float32_constants=True)
+    start = P.astype(bfloat16)
+    after = one_step("adam", adam, keras, p=start, g=G.astype(bfloat16), steps=3)
+    assert np.array_equal(after.astype(np.float64), start.astype(np.float64))
+
+
+def test_second_moment_in_float32_rounds_once():
+    adam = {"lr": 0.01, "betas": (0.9, 0.999), "eps": 1e-4, "weight_decay": 0.0}
+    # (1 - b2)·g² among float16's subnormals: rounding (1 - b2)·g first moves the result.
+    g = np.array([0.02113, 0.03662, 0.04263, 0.04852], dtype=np.float16)
+    optimizer = Optimizer("adam", adam, Semantics(second_moment_in_float32=True))
+    optimizer.step({"w": np.full(4, 0.5, np.float16)}, {"w": g})
+    once = (0.001 * g.astype(np.float32) * g.astype(np.float32)).astype(np.float16)
+    assert np.array_equal(optimizer.state["w"]["v"], once)
+    plain = Optimizer("adam", adam)
+    plain.step({"w": np.full(4, 0.5, np.float16)}, {"w": g})
+    assert not np.array_equal(plain.state["w"]["v"], once)
+
+
+def test_compute_dtype_runs_a_float64_case_in_float32():
+    case = load_cases([str(CASES / "seed.yaml")])[0]
+    case = dataclasses.replace(case, dtype="float64")
+    trace = NumpyBackend(Semantics(compute_dtype="float32")).run(case, make_inputs(case))
+    assert trace.output.dtype == np.float32

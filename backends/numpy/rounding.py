@@ -36,7 +36,8 @@ from typing import Any
 import numpy as np
 
 from backends.numpy.eager import layer_names
-from backends.numpy.ops import ACTIVATIONS, LOSSES, Activation, Optimizer
+from backends.numpy.ops import ACTIVATIONS, LOSSES, Activation, Optimizer, activation
+from backends.numpy.semantics import PYTORCH, Semantics
 from harness.cases.inputs import Inputs
 from harness.cases.model import Case
 from harness.run.trace import Trace
@@ -112,12 +113,14 @@ def _cross_entropy_gradient_magnitude(z: Array, z_mag: Array, y: Array) -> Array
     return np.maximum(np.abs(grad), (p_mag * np.abs(total) + np.abs(y)) / z.shape[0])
 
 
-def magnitudes(case: Case, inputs: Inputs, rtol: float) -> Trace:
+def magnitudes(case: Case, inputs: Inputs, rtol: float, semantics: Semantics = PYTORCH) -> Trace:
     """The reference's recorded values of ``case``, each replaced by its magnitude.
 
     The trace has the reference's layout (``NumpyBackend.run``), so ``Trace.rows`` labels
     each magnitude as the value it belongs to. ``rtol`` is the case's relative tolerance:
-    how far a value may move, for judging how far a function of it may.
+    how far a value may move, for judging how far a function of it may. ``semantics``
+    computes the step as a framework's documented variant does (a known divergence is
+    judged with the sensitivity of its own formula: √(v + ε) is not √v + ε near v = 0).
     """
     names = layer_names(case.network.sizes)
     params = {n: inputs.params[n].astype(np.float64) for layer in names for n in layer}
@@ -125,26 +128,26 @@ def magnitudes(case: Case, inputs: Inputs, rtol: float) -> Trace:
     x, y = inputs.x.astype(np.float64), inputs.y.astype(np.float64)
     activation_names = [case.network.activation] * (len(names) - 1)
     activation_names.append(case.network.output_activation)
-    nonlinearities = [ACTIVATIONS[name] for name in activation_names]
+    nonlinearities = [activation(name, semantics) for name in activation_names]
     central, raised, lowered = (
-        Optimizer(case.optimizer.name, case.optimizer.args) for _ in range(3)
+        Optimizer(case.optimizer.name, case.optimizer.args, semantics) for _ in range(3)
     )
 
     def forward() -> list[tuple[Array, Array, Array, Array, Array, Array]]:
         """Per layer: a, M(a), f'(z), M(f'(z)), and the layer's input with its magnitude."""
         a, a_mag = x, np.abs(x)
         layers = []
-        for name, activation, (weight, bias) in zip(
+        for name, nonlinearity, (weight, bias) in zip(
             activation_names, nonlinearities, names, strict=True
         ):
             z = a @ params[weight].T + params[bias]
             z_mag = a_mag @ param_mag[weight].T + param_mag[bias]
 
-            def slope_of(moved: Array, activation: Activation = activation) -> Array:
-                return activation.derivative(moved, activation.value(moved))
+            def slope_of(moved: Array, f: Activation = nonlinearity) -> Array:
+                return f.derivative(moved, f.value(moved))
 
-            out, slope = activation(z)
-            out_mag = _through(activation.value, z, z_mag, rtol)
+            out, slope = nonlinearity(z)
+            out_mag = _through(nonlinearity.value, z, z_mag, rtol)
             if name in VALUE_TERMS:
                 out_mag = np.maximum(out_mag, VALUE_TERMS[name](z))
             slope_mag = _through(slope_of, z, z_mag, rtol)

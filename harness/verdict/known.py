@@ -561,15 +561,21 @@ class _SwitchedReferences:
 
     def __init__(self) -> None:
         self._values: dict[tuple[str, Semantics], dict[tuple[int, str, str, int], float]] = {}
-        self._magnitudes: dict[tuple[str, float], dict[tuple[int, str, str, int], float]] = {}
+        self._magnitudes: dict[
+            tuple[str, float, Semantics], dict[tuple[int, str, str, int], float]
+        ] = {}
 
-    def magnitudes(self, case: Case, rtol: float) -> dict[tuple[int, str, str, int], float]:
-        """The case's rounding magnitudes judged at another rtol (a compute_dtype switch)."""
-        key = (case.name, rtol)
+    def magnitudes(
+        self, case: Case, rtol: float, semantics: Semantics
+    ) -> dict[tuple[int, str, str, int], float]:
+        """The case's magnitudes as the switched computation has them (its own sensitivity:
+        √(v + ε) is not √v + ε near v = 0), at the rtol it is judged with."""
+        key = (case.name, rtol, semantics)
         if key not in self._magnitudes:
             from backends.numpy.rounding import magnitudes
 
-            self._magnitudes[key] = _keyed(magnitudes(case, make_inputs(case), rtol).rows())
+            trace = magnitudes(case, make_inputs(case), rtol, semantics)
+            self._magnitudes[key] = _keyed(trace.rows())
         return self._magnitudes[key]
 
     def values(self, case: Case, semantics: Semantics) -> dict[tuple[int, str, str, int], float]:
@@ -632,15 +638,13 @@ def _explain_pair(
             semantics = semantics.combined(entry.semantics)  # type: ignore[arg-type]
         values = switched.values(case, semantics)
         reference = np.array([values.get(key, np.nan) for key in keys])
-        magnitude = case_magnitude
         tolerance = (
             DEFAULT_TOLERANCES[semantics.compute_dtype]
             if semantics.compute_dtype and case.tolerance is None
             else tolerance_for(case)
         )
-        if semantics.compute_dtype:  # judged as that dtype's values: its spreads, its rtol
-            spreads = switched.magnitudes(case, tolerance.rtol)
-            magnitude = np.array([spreads.get(key, np.nan) for key in keys])
+        spreads = switched.magnitudes(case, tolerance.rtol, semantics)
+        magnitude = np.array([spreads.get(key, np.nan) for key in keys])
         with np.errstate(invalid="ignore"):
             error = np.abs(value - reference)
             tol = tolerance.atol + tolerance.rtol * np.fmax(magnitude, np.abs(reference))

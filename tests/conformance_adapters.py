@@ -239,3 +239,17 @@ class NoDampeningBackend(NumpyBackend):
         if case.optimizer.name == "sgd" and case.optimizer.args["dampening"]:
             return "this framework's SGD has no dampening argument"
         return super().unsupported_reason(case)
+
+
+class Float32BetaPowersBackend(NumpyBackend):
+    """A correct float32 framework that, like Keras, casts Adam's betas to float32 and
+    computes the bias correction 1 - beta^t in float32 (1.3e-5 off for beta_2 = 0.999):
+    rounding, not a wiring mistake, so the kit must pass it without a known entry."""
+
+    name = "float32_beta_powers"
+    dtypes: ClassVar[tuple[str, ...]] = ("float32",)
+
+    def __init__(self) -> None:
+        from backends.numpy.semantics import Semantics
+
+        super().__init__(Semantics(float32_constants=True))

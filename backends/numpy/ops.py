@@ -271,10 +271,19 @@ class Optimizer:
     """PyTorch's documented update rules (torch.optim), one parameter dict at a time, or a
     framework's documented variant of them (``semantics``)."""
 
-    def __init__(self, name: str, args: Mapping[str, Any], semantics: Semantics = PYTORCH) -> None:
+    def __init__(
+        self,
+        name: str,
+        args: Mapping[str, Any],
+        semantics: Semantics = PYTORCH,
+        bias_correction_dtype: np.dtype | None = None,
+    ) -> None:
         self.name = name
         self.args = args
         self.semantics = semantics
+        # Adam's 1 - beta^t computed in this dtype's arithmetic, as a framework working in
+        # it does: the rounding allowance of backends/numpy/rounding.py, never a run's.
+        self.bias_correction_dtype = bias_correction_dtype
         self.dtype: np.dtype | None = None
         self.state: dict[str, dict[str, Any]] = {}
         self.t = 0
@@ -350,6 +359,10 @@ class Optimizer:
             step = np.asarray(self.t, self.dtype)
             beta1_power = np.asarray(self._k(beta1), self.dtype) ** step
             beta2_power = np.asarray(self._k(beta2), self.dtype) ** step
+        elif self.bias_correction_dtype is not None:
+            step = np.asarray(self.t, self.bias_correction_dtype)
+            beta1_power = np.asarray(beta1, self.bias_correction_dtype) ** step
+            beta2_power = np.asarray(beta2, self.bias_correction_dtype) ** step
         else:
             beta1_power, beta2_power = beta1**self.t, beta2**self.t
         if self.semantics.epsilon_hat:

@@ -22,8 +22,10 @@ The rules (elementwise absolute values; M(x) = |x| for the inputs and starting p
 * the loss: the larger of the size of the terms it adds and Σ |dloss/do| · M(o);
 * the update: the reference's own optimizer run three times, on the gradients and on the
   gradients moved up and down by their tolerance (each run keeping its own momentum and
-  moments, so m and v move together as they do in a real run); M(p') = M(p) plus the
-  larger of the update's size and how far it moved, in units of rtol. A rule per
+  moments, so m and v move together as they do in a real run), and once more with Adam's
+  bias correction 1 − βᵗ computed in the case's dtype (two terms near 1 that cancel);
+  M(p') = M(p) plus the largest of the update's size and how far each run moved it, in
+  units of rtol. A rule per
   operation would treat Adam's m and √v as independent and overstate the error of m/√v,
   which at the first step is sign(g) whatever g's error.
 """
@@ -35,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from backends.numpy.eager import layer_names
+from backends.numpy.eager import layer_names, numpy_dtype
 from backends.numpy.ops import ACTIVATIONS, LOSSES, Activation, Optimizer, activation
 from backends.numpy.semantics import PYTORCH, Semantics
 from harness.cases.inputs import Inputs
@@ -113,6 +115,12 @@ def _cross_entropy_gradient_magnitude(z: Array, z_mag: Array, y: Array) -> Array
     return np.maximum(np.abs(grad), (p_mag * np.abs(total) + np.abs(y)) / z.shape[0])
 
 
+def _finite(spread: Array) -> Array:
+    """A spread, except where the working dtype cannot form the bias correction at all
+    (bfloat16 rounds 0.999 to 1.0, so 1 - beta^t is 0): that is no rounding to allow for."""
+    return np.where(np.isfinite(spread), spread, 0.0)
+
+
 def magnitudes(case: Case, inputs: Inputs, rtol: float, semantics: Semantics = PYTORCH) -> Trace:
     """The reference's recorded values of ``case``, each replaced by its magnitude.
 
@@ -131,6 +139,11 @@ def magnitudes(case: Case, inputs: Inputs, rtol: float, semantics: Semantics = P
     nonlinearities = [activation(name, semantics) for name in activation_names]
     central, raised, lowered = (
         Optimizer(case.optimizer.name, case.optimizer.args, semantics) for _ in range(3)
+    )
+    # A fourth run computes Adam's bias correction 1 - beta^t in the case's dtype: a value
+    # made of two terms near 1, whose rounding any framework working in that dtype has.
+    working = Optimizer(
+        case.optimizer.name, case.optimizer.args, semantics, numpy_dtype(case.dtype)
     )
 
     def forward() -> list[tuple[Array, Array, Array, Array, Array, Array]]:
@@ -182,6 +195,9 @@ def magnitudes(case: Case, inputs: Inputs, rtol: float, semantics: Semantics = P
             optimizer.step(updated, {n: g + sign * rtol * grad_mags[n] for n, g in ordered.items()})
             moved[sign] = updated
         new = moved[0.0]
+        rounded = dict(params)
+        with np.errstate(all="ignore"):  # bfloat16's 1 - beta^t may be 0 (see _finite)
+            working.step(rounded, ordered)
         param_mag = {
             name: param_mag[name]
             + np.maximum.reduce(
@@ -189,6 +205,7 @@ def magnitudes(case: Case, inputs: Inputs, rtol: float, semantics: Semantics = P
                     np.abs(new[name] - params[name]),
                     np.abs(moved[1.0][name] - new[name]) / rtol,
                     np.abs(moved[-1.0][name] - new[name]) / rtol,
+                    _finite(np.abs(rounded[name] - new[name]) / rtol),
                 ]
             )
             for name in params

@@ -77,3 +77,29 @@ def test_a_1e4_error_in_one_well_conditioned_gradient_element_is_diverged_there(
             0,
         ), case
         assert np.isclose(first["rel_err"], 1e-4, rtol=0.05)
+
+
+def test_a_divergence_says_the_size_of_the_terms_where_they_cancelled():
+    from harness.report.summaries import describe_row
+
+    row = pd.Series(
+        {
+            "status": "diverged",
+            "step": 0,
+            "quantity": "grad",
+            "param": "layers.1.bias",
+            "index": 0,
+            "value": 0.00101,
+            "reference": 0.001,
+            "abs_err": 1e-5,
+            "tol": 2.2e-6,
+            "rel_err": 0.01,
+            "magnitude": 2.21,
+            "detail": "",
+        }
+    )
+    assert "(abs err 1e-05 > tol 2.2e-06 from terms of size 2.21, rel err 0.01)" in (
+        describe_row(row)
+    )
+    well_conditioned = describe_row(row.replace({2.21: 0.0011}))
+    assert "terms" not in well_conditioned and "> tol 2.2e-06, rel err" in well_conditioned

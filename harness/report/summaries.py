@@ -127,9 +127,19 @@ def describe_row(row: pd.Series) -> str:
         return f"{where}: {row['value']:.8g} does not round to the expected {row['expected']} ({row['detail'] or 'expect'})"
     text = (
         f"{where}: {row['value']:.9g} vs reference {row['reference']:.9g} "
-        f"(abs err {row['abs_err']:.3g} > tol {row['tol']:.3g}, rel err {row['rel_err']:.3g})"
+        f"(abs err {row['abs_err']:.3g} > tol {row['tol']:.3g}{_terms(row)}, "
+        f"rel err {row['rel_err']:.3g})"
     )
     return f"{text}; {row['detail']}" if row["detail"] else text
+
+
+def _terms(row: pd.Series) -> str:
+    """Where a value's terms cancelled, the size they had: why its tolerance is what it is."""
+    magnitude = row.get("magnitude", np.nan)
+    reference = abs(float(row["reference"]))
+    if pd.isna(magnitude) or not magnitude > 2 * reference:
+        return ""
+    return f" from terms of size {float(magnitude):.3g}"
 
 
 def exit_status(table: pd.DataFrame) -> int:

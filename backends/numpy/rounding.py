@@ -25,9 +25,8 @@ The rules (elementwise absolute values; M(x) = |x| for the inputs and starting p
   moments, so m and v move together as they do in a real run), and once more with Adam's
   bias correction 1 − βᵗ computed in the case's dtype (two terms near 1 that cancel);
   M(p') = M(p) plus the largest of the update's size and how far each run moved it, in
-  units of rtol. A rule per
-  operation would treat Adam's m and √v as independent and overstate the error of m/√v,
-  which at the first step is sign(g) whatever g's error.
+  units of rtol. A rule per operation would treat Adam's m and √v as independent and
+  overstate the error of m/√v, which at the first step is sign(g) whatever g's error.
 """
 
 from __future__ import annotations
@@ -38,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from backends.numpy.eager import layer_names, numpy_dtype
-from backends.numpy.ops import ACTIVATIONS, LOSSES, Activation, Optimizer, activation
+from backends.numpy.ops import LOSSES, Activation, Optimizer, activation
 from backends.numpy.semantics import PYTORCH, Semantics
 from harness.cases.inputs import Inputs
 from harness.cases.model import Case
@@ -60,10 +59,6 @@ def _through(f: Callable[[Array], Array], z: Array, magnitude: Array, rtol: floa
     return np.maximum(np.abs(f(z)), _spread(f, z, magnitude, rtol))
 
 
-def _sigmoid(z: Array) -> Array:
-    return ACTIVATIONS["sigmoid"].value(z)
-
-
 # The terms an activation's own formula adds, where they cancel: GELU is 0.5·z·(1 + erf(z/√2))
 # (or tanh), and in its negative tail 1 + erf is a small number made of terms near 1, so
 # every framework's rounding there is relative to 0.5·|z|·2, not to the tiny value.
@@ -77,7 +72,7 @@ def _loss_magnitudes(
     name: str, args: Mapping[str, Any], o: Array, o_mag: Array, y: Array, rtol: float
 ) -> tuple[Array, Array, Array]:
     """M(loss), dloss/do and M(dloss/do)."""
-    _, grad = LOSSES[name](o, y, args)
+    value, grad = LOSSES[name](o, y, args)
     if name == "cross_entropy":
         grad_mag = _cross_entropy_gradient_magnitude(o, o_mag, y)
     else:  # elementwise in o: moving every element at once moves each gradient on its own
@@ -88,12 +83,12 @@ def _loss_magnitudes(
             return LOSSES[name](moved, y, args)[1]
 
         grad_mag = _through(gradient, o, o_mag, rtol)
-    loss_mag = max(_loss_terms(name, args, o, y), float(np.sum(np.abs(grad) * o_mag)))
+    loss_mag = max(_loss_terms(name, value, o, y), float(np.sum(np.abs(grad) * o_mag)))
     return np.asarray(loss_mag), grad, grad_mag
 
 
-def _loss_terms(name: str, args: Mapping[str, Any], o: Array, y: Array) -> float:
-    """The size of the terms the loss adds up, as the loss reduces them."""
+def _loss_terms(name: str, value: Array, o: Array, y: Array) -> float:
+    """The size of the terms the loss (of ``value``) adds up, as the loss reduces them."""
     if name == "bce_logits":  # max(z, 0) - z·y + log(1 + e^-|z|) cancels for large |z|
         terms = np.maximum(o, 0) + np.abs(o * y) + np.log1p(np.exp(-np.abs(o)))
         return float(terms.mean())
@@ -101,8 +96,7 @@ def _loss_terms(name: str, args: Mapping[str, Any], o: Array, y: Array) -> float
         shifted = o - o.max(axis=1, keepdims=True)
         log_sum = np.log(np.exp(shifted).sum(axis=1, keepdims=True))
         return float((np.abs(y) * (np.abs(shifted) + log_sum)).sum() / o.shape[0])
-    value, _ = LOSSES[name](o, y, args)  # every other loss adds terms >= 0
-    return abs(float(value))
+    return abs(float(value))  # every other loss adds terms >= 0
 
 
 def _cross_entropy_gradient_magnitude(z: Array, z_mag: Array, y: Array) -> Array:

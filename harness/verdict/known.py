@@ -34,6 +34,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from backends.numpy.eager import NumpyBackend
+from backends.numpy.rounding import magnitudes
 from backends.numpy.semantics import SWITCH_TYPES, Semantics
 from harness.cases.checker import INVALID, Checker, any_invalid, describe, did_you_mean
 from harness.cases.inputs import make_inputs
@@ -51,6 +53,7 @@ from harness.cases.schema import NAME_PATTERN
 from harness.cases.yaml_nodes import Located, YamlProblems, parse_documents
 from harness.errors import CaseError, Problem
 from harness.text import storable
+from harness.verdict.compare import DEFAULT_TOLERANCES, agrees, tolerance_for
 from harness.verdict.status import Status
 
 ENTRY_KEYS = (
@@ -211,21 +214,7 @@ def adapter_known(backends: Iterable[str], entries: list[KnownDivergence]) -> li
 
 
 def _check_unique_ids_across(entries: list[KnownDivergence]) -> None:
-    seen: dict[str, str] = {}
-    problems = []
-    for entry in entries:
-        if entry.id in seen and seen[entry.id] != entry.location:
-            filename, _, line = entry.location.rpartition(":")
-            problems.append(
-                Problem(
-                    filename,
-                    int(line or 0),
-                    1,
-                    "id",
-                    f"duplicate id {entry.id!r} (first at {seen[entry.id]})",
-                )
-            )
-        seen.setdefault(entry.id, entry.location)
+    problems = _duplicate_ids(entries)
     if problems:
         raise CaseError(problems)
 
@@ -257,7 +246,7 @@ def load_known(path: Path) -> list[KnownDivergence]:
             entry = _read_entry(checker, item, f"divergences.{i}")
             if entry is not None:
                 entries.append(entry)
-    _check_unique_ids(checker, entries)
+    checker.problems += _duplicate_ids(entries)
     if checker.problems:
         raise CaseError(checker.problems)
     return entries
@@ -447,13 +436,18 @@ def _read_where(checker: Checker, node: Located, key: str) -> dict[str, Conditio
     return INVALID if failed else where
 
 
-def _check_unique_ids(checker: Checker, entries: list[KnownDivergence]) -> None:
+def _duplicate_ids(entries: list[KnownDivergence]) -> list[Problem]:
+    """An id used by two entries, in one file or across files (one entry read twice, as
+    when a file is named twice, is not a duplicate)."""
     seen: dict[str, str] = {}
+    problems = []
     for entry in entries:
-        if entry.id in seen:
-            line = int(entry.location.rpartition(":")[2])
-            checker.fail((line, 1), "id", f"duplicate id {entry.id!r} (first at {seen[entry.id]})")
+        if entry.id in seen and seen[entry.id] != entry.location:
+            filename, _, line = entry.location.rpartition(":")
+            message = f"duplicate id {entry.id!r} (first at {seen[entry.id]})"
+            problems.append(Problem(filename, int(line or 0), 1, "id", message))
         seen.setdefault(entry.id, entry.location)
+    return problems
 
 
 def apply_known(
@@ -572,8 +566,6 @@ class _SwitchedReferences:
         √(v + ε) is not √v + ε near v = 0), at the rtol it is judged with."""
         key = (case.name, rtol, semantics)
         if key not in self._magnitudes:
-            from backends.numpy.rounding import magnitudes
-
             trace = magnitudes(case, make_inputs(case), rtol, semantics)
             self._magnitudes[key] = _keyed(trace.rows())
         return self._magnitudes[key]
@@ -581,8 +573,6 @@ class _SwitchedReferences:
     def values(self, case: Case, semantics: Semantics) -> dict[tuple[int, str, str, int], float]:
         key = (case.name, semantics)
         if key not in self._values:
-            from backends.numpy.eager import NumpyBackend  # NumPy only, in this process
-
             rows = NumpyBackend(semantics).run(case, make_inputs(case)).rows()
             self._values[key] = _keyed(rows)
         return self._values[key]
@@ -620,8 +610,6 @@ def _explain_pair(
     index: np.ndarray,
 ) -> set[str]:
     """Mark the rows of one pair that ``applying`` explains; return the ids that explained any."""
-    from harness.verdict.compare import DEFAULT_TOLERANCES, tolerance_for
-
     explained: set[str] = set()
     remaining = status[index] == Status.DIVERGED
     value = rows["value"].to_numpy(dtype=np.float64)
@@ -648,7 +636,7 @@ def _explain_pair(
         with np.errstate(invalid="ignore"):
             error = np.abs(value - reference)
             tol = tolerance.atol + tolerance.rtol * np.fmax(magnitude, np.abs(reference))
-            agree = (error <= tol) | (np.isnan(value) & np.isnan(reference)) | (value == reference)
+        agree = agrees(value, reference, tol)
         scope = np.zeros(len(rows), dtype=bool)
         for entry in group:
             scope |= _in_scope(rows, entry)

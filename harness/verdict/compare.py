@@ -21,7 +21,7 @@ from backends.numpy.rounding import magnitudes
 from harness.cases.inputs import make_inputs
 from harness.cases.model import Case, Tolerance
 from harness.run.runner import normalize
-from harness.verdict.oracle import add_oracle
+from harness.verdict.oracle import add_oracle_error, oracle_rows
 from harness.verdict.oracle import normalize_keys as normalize_oracle_keys
 from harness.verdict.status import Status
 
@@ -91,11 +91,11 @@ def compare(raw: pd.DataFrame, cases: Iterable[Case], reference: str) -> pd.Data
     not_run = raw.loc[~ran].assign(reference=np.nan, _ref_seq=np.nan)
     table = pd.concat([compared, not_run], ignore_index=True) if len(not_run) else compared
     table = normalize(table)
-    table = add_magnitudes(table, cases)
+    table = _add_reference_columns(table, cases)
     table = _add_errors(table, {c.name: tolerance_for(c) for c in cases})
     table = _add_expected(table, cases)
     table["status"] = _statuses(table, reference)
-    table = add_oracle(table, cases)
+    table = add_oracle_error(table)
     table["cause"] = np.where(table["status"] == Status.KNOWN, "known", "")
     return _in_order(table, reference, backend_order, [c.name for c in cases])[RESULT_COLUMNS]
 
@@ -149,26 +149,24 @@ def _add_errors(table: pd.DataFrame, tolerances: dict[str, Tolerance]) -> pd.Dat
     return table
 
 
-def add_magnitudes(table: pd.DataFrame, cases: list[Case]) -> pd.DataFrame:
-    """``table`` with each row's ``magnitude`` from the reference's computation (NaN where
-    the reference records no such value)."""
+def _add_reference_columns(table: pd.DataFrame, cases: list[Case]) -> pd.DataFrame:
+    """``table`` with each row's ``oracle`` (harness/verdict/oracle.py) and ``magnitude``
+    (backends/numpy/rounding.py), both from one set of inputs per case; NaN where the
+    reference records no such value. Only cases with recorded values: a stopped run's
+    "not run" rows have nothing to match."""
     names = set(table.loc[table["step"].notna(), "case"])
     frames = []
     for case in cases:
         if case.name not in names:
             continue
-        rows = magnitudes(case, make_inputs(case), tolerance_for(case).rtol).rows()
-        frames.append(
-            pd.DataFrame(
-                {
-                    "case": case.name,
-                    **{key: rows[key] for key in ("step", "quantity", "param", "index")},
-                    "magnitude": rows["value"],
-                }
-            )
-        )
+        inputs = make_inputs(case)
+        columns = oracle_rows(case, inputs)
+        sizes = magnitudes(case, inputs, tolerance_for(case).rtol).rows()
+        if not np.array_equal(sizes["quantity"], columns["quantity"]):
+            raise AssertionError(f"{case.name}: magnitudes and oracle have different layouts")
+        frames.append(pd.DataFrame({**columns, "magnitude": sizes["value"]}))
     if not frames:
-        return table.assign(magnitude=np.nan)
+        return table.assign(oracle=np.nan, magnitude=np.nan)
     found = normalize_oracle_keys(pd.concat(frames, ignore_index=True))
     return table.merge(found, on=_VALUE_KEYS, how="left")
 

@@ -18,11 +18,9 @@ import numpy as np
 import pandas as pd
 
 from backends.numpy.eager import NumpyBackend
-from harness.cases.inputs import Inputs, make_inputs
+from harness.cases.inputs import Inputs
 from harness.cases.model import Case
 from harness.verdict import oracle_mp
-
-ORACLE_KEYS = ["case", "step", "quantity", "param", "index"]
 
 
 def control_case(case: Case) -> Case:
@@ -50,18 +48,8 @@ def oracle_rows(case: Case, inputs: Inputs) -> dict[str, np.ndarray]:
     }
 
 
-def add_oracle(table: pd.DataFrame, cases: list[Case]) -> pd.DataFrame:
-    """``table`` with the ``oracle`` value of each row and its ``oracle_err`` = |value - oracle|."""
-    # Only cases with recorded values: a stopped run's "not run" rows have nothing to match.
-    names = set(table.loc[table["step"].notna(), "case"])
-    columns = [oracle_rows(c, make_inputs(c)) for c in cases if c.name in names]
-    if columns:
-        truth = pd.DataFrame(
-            {key: np.concatenate([c[key] for c in columns]) for key in [*ORACLE_KEYS, "oracle"]}
-        )
-        table = table.merge(normalize_keys(truth), on=ORACLE_KEYS, how="left")
-    else:
-        table = table.assign(oracle=np.nan)
+def add_oracle_error(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` (with its ``oracle`` column) plus ``oracle_err`` = |value - oracle|."""
     value = table["value"].to_numpy(dtype=np.float64)
     oracle = table["oracle"].to_numpy(dtype=np.float64)
     with np.errstate(invalid="ignore"):

@@ -21,6 +21,7 @@ from backends.numpy.semantics import PYTORCH, Semantics
 Array = np.ndarray
 
 _erf = np.frompyfunc(math.erf, 1, 1)
+_erfc = np.frompyfunc(math.erfc, 1, 1)
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 _GELU_TANH_CUBIC = 0.044715
 
@@ -59,8 +60,13 @@ def _mean(x: Array) -> Any:  # a NumPy scalar, as ndarray.mean returns
     return x.sum() / x.size  # a NumPy scalar with a Python int: scalar math, no conversion cost
 
 
+def _in_float64(function: np.ufunc, z: Array) -> Array:
+    """A math-module function of each element, correctly rounded in float64, in z's dtype."""
+    return np.asarray(function(z.astype(np.float64)), dtype=np.float64).astype(z.dtype)
+
+
 def _erf_of(z: Array) -> Array:
-    return np.asarray(_erf(z.astype(np.float64)), dtype=np.float64).astype(z.dtype)
+    return _in_float64(_erf, z)
 
 
 def _gelu_cdf(z: Array) -> Array:
@@ -141,14 +147,11 @@ def _leaky_relu(slope: float, slope_at_zero: float) -> Activation:
     )
 
 
-_erfc = np.frompyfunc(math.erfc, 1, 1)
-
-
 def _gelu_with_erfc(inverse_root_two: float) -> Activation:
     """0.5 z erfc(-z c), c = 1/√2 as a framework rounds it (TensorFlow's tf.nn.gelu form)."""
 
     def erfc_of(x: Array) -> Array:
-        return np.asarray(_erfc(x.astype(np.float64)), dtype=np.float64).astype(x.dtype)
+        return _in_float64(_erfc, x)
 
     def derivative(z: Array, _: Array) -> Array:
         c = z.dtype.type(inverse_root_two)

@@ -124,6 +124,13 @@ def magnitudes(case: Case, inputs: Inputs, rtol: float, semantics: Semantics = P
     computes the step as a framework's documented variant does (a known divergence is
     judged with the sensitivity of its own formula: √(v + ε) is not √v + ε near v = 0).
     """
+    # A case whose training blows up (a learning rate of 100) overflows float64 magnitudes
+    # too: inf is then the honest bound, and numpy's warning about it is noise.
+    with np.errstate(over="ignore", invalid="ignore"):
+        return _magnitudes(case, inputs, rtol, semantics)
+
+
+def _magnitudes(case: Case, inputs: Inputs, rtol: float, semantics: Semantics) -> Trace:
     names = layer_names(case.network.sizes)
     params = {n: inputs.params[n].astype(np.float64) for layer in names for n in layer}
     param_mag = {n: np.abs(p) for n, p in params.items()}

@@ -122,11 +122,16 @@ def feasible(case: Case, batch: int) -> bool:
 
 def first_step(case: Case, inputs: Inputs) -> list[Row] | None:
     """Rows ``(step, quantity, param, index, value)`` of step 0's activations, output, loss and
-    gradients, or None when the case is too large for scalar arithmetic."""
+    gradients, or None when the case is too large for scalar arithmetic or has no exact first step."""
     if not feasible(case, inputs.x.shape[0]):
         return None
     with mpmath.workdps(DIGITS):
-        return _first_step(case, inputs)
+        try:
+            return _first_step(case, inputs)
+        except ZeroDivisionError:
+            # bce's slope (o - t) / (o (1 - o)) where a saturated sigmoid output is 0 or 1
+            # even at DIGITS digits: no exact step exists; the float64 control stands.
+            return None
 
 
 def _mp(array: np.ndarray) -> Matrix:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 from harness.cases.matrix import MAX_VARIANTS, expand, variant_count
 from harness.cases.model import Case
@@ -71,6 +72,37 @@ def load_file(file: Path) -> list[Case]:
     if problems:
         raise CaseError(problems)
     return cases
+
+
+def load_mappings(mappings: Iterable[Mapping[str, Any]], filename: str) -> list[Case]:
+    """Cases from case mappings already in memory (a generator's), checked exactly as a
+    file's are; problems name ``filename`` without a line. For a program that writes its
+    cases to files as well: parsing them back costs more than running them."""
+    cases: list[Case] = []
+    problems: list[Problem] = []
+    for mapping in mappings:
+        node = _located(mapping)
+        expanded = expand(node, filename)
+        if isinstance(expanded, list):
+            problems += expanded
+            continue
+        for variant_node, variant in expanded:
+            case, found = check_case(variant_node, filename, variant)
+            problems += found
+            if case is not None:
+                cases.append(case)
+    problems += _duplicate_names(cases)
+    if problems:
+        raise CaseError(problems)
+    return cases
+
+
+def _located(value: Any) -> Located:
+    if isinstance(value, Mapping):
+        return Located({str(k): _located(v) for k, v in value.items()}, 0, 0)
+    if isinstance(value, (list, tuple)):
+        return Located([_located(v) for v in value], 0, 0)
+    return Located(value, 0, 0)
 
 
 def _load_file(file: Path, room: int) -> tuple[list[Case], list[Problem], int]:

@@ -102,12 +102,9 @@ def run_and_report(
         with session, ReportWriter(folder.path) as writer:
             chunks = session.chunks(progress, vectorize=vectorize, timeout=timeout, jobs=jobs)
             for chunk, raw in chunks:
-                table, chunk_covered, chunk_matched = match_known(
-                    compare(raw, chunk, reference), chunk, known, reference
-                )
+                table, chunk_covered, chunk_matched = judge(raw, chunk, known, reference)
                 covered |= chunk_covered
                 matched |= chunk_matched
-                table = assign_causes(table, chunk, reference)
                 summaries = writer.add(table)
                 counts.update(coverage_counts(summaries, chunk))
                 rows += len(table)
@@ -141,6 +138,15 @@ def run_and_report(
             incomplete=session.incomplete,
             refused=session.refused,
         )
+
+
+def judge(
+    raw: pd.DataFrame, cases: list[Case], known: list[KnownDivergence], reference: str
+) -> tuple[pd.DataFrame, set[str], set[str]]:
+    """Raw results -> the results table: compared, matched against the known divergences,
+    triaged. Also the ids of the entries whose cases ran and of those that matched a row."""
+    table, covered, matched = match_known(compare(raw, cases, reference), cases, known, reference)
+    return assign_causes(table, cases, reference), covered, matched
 
 
 def _stop_at_first_failure(session: RunSession, table: pd.DataFrame) -> None:

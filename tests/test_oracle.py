@@ -86,3 +86,21 @@ def test_every_row_carries_its_oracle_value_and_error():
     assert (float64["oracle_err"] <= 1e-12 * (1 + float64["oracle"].abs())).all()
     assert float32["oracle_err"].max() > 1e-9
     assert float32["oracle_err"].max() < 1e-4
+
+
+def test_a_sigmoid_saturated_even_at_50_digits_leaves_bce_without_an_exact_step(tmp_path):
+    # z = 2**12: sigmoid(z) rounds to exactly 1 at 50 digits, so bce's slope divides by 0.
+    case = tmp_path / "saturated.yaml"
+    case.write_text(
+        "name: saturated\n"
+        "network:\n  sizes: [1, 1]\n  output_activation: sigmoid\n"
+        "  params: {layers.0.weight: [[4096.0]], layers.0.bias: [0.0]}\n"
+        "data: {x: [[1.0]], y: [[0.5]]}\n"
+        "loss: bce\noptimizer: {name: sgd, lr: 0.1}\nsteps: 1\ndtype: float64\n",
+        encoding="utf-8",
+    )
+    (loaded,) = load_cases([case])
+    inputs = make_inputs(loaded)
+    assert oracle_mp.first_step(loaded, inputs) is None
+    columns = oracle.oracle_rows(loaded, inputs)  # the float64 control stands
+    assert len(columns["oracle"]) > 0

@@ -253,3 +253,23 @@ class ShippedKnownBackend(NumpyBackend):
 
     def build(self, case: Case, inputs: Inputs) -> Model:
         return WrongBiasGradientBackend().build(case, inputs)
+
+
+class TanhGradientOffBackend(NumpyBackend):
+    """The reference, except that the slope of tanh in hidden layers is a relative 1e-4
+    too large: a bug only cases with a tanh hidden layer reach (tests/test_fuzz.py)."""
+
+    name = "tanh_gradient_off"
+    factor = 1 + 1e-4
+
+    def build(self, case: Case, inputs: Inputs) -> Model:
+        model = NumpyModel(case, inputs)
+        if case.network.activation == "tanh":
+            *hidden, last = model.nonlinearities
+            model.nonlinearities = [*(self._steeper(a) for a in hidden), last]
+        return model
+
+    def _steeper(self, right: Activation) -> Activation:
+        return Activation(
+            right.value, lambda z, a: right.derivative(z, a) * z.dtype.type(self.factor)
+        )

@@ -124,9 +124,10 @@ def magnitudes(case: Case, inputs: Inputs, rtol: float, semantics: Semantics = P
     computes the step as a framework's documented variant does (a known divergence is
     judged with the sensitivity of its own formula: √(v + ε) is not √v + ε near v = 0).
     """
-    # A case whose training blows up (a learning rate of 100) overflows float64 magnitudes
-    # too: inf is then the honest bound, and numpy's warning about it is noise.
-    with np.errstate(over="ignore", invalid="ignore"):
+    # A case whose training blows up (a learning rate of 100, bce on a saturated sigmoid)
+    # overflows float64 magnitudes too: inf is then the honest bound, and numpy's warning
+    # about it is noise.
+    with np.errstate(all="ignore"):
         return _magnitudes(case, inputs, rtol, semantics)
 
 

@@ -221,6 +221,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     run_cmd.set_defaults(handler=_run)
 
+    _add_fuzz_command(commands)
+
     report_cmd = commands.add_parser(
         "report", help="merge results of separate runs (one per backend) and write the report"
     )
@@ -343,6 +345,147 @@ def _run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return result.status
+
+
+def _add_fuzz_command(commands: argparse._SubParsersAction) -> None:
+    fuzz_cmd = commands.add_parser(
+        "fuzz",
+        help="generate cases, run them, and shrink every unexplained divergence to a minimal case",
+        description="Generate cases across the whole case vocabulary (Hypothesis), run them "
+        "on the backends as 'run --vectorize' does, and shrink every unexplained divergence "
+        "to a minimal case: DIR/findings.yaml (cases ready for cases/) and DIR/findings.md. "
+        "Exit 0 when every divergence was explained by a known entry, 1 when there are "
+        "findings, 2 on bad input.",
+    )
+    limit = fuzz_cmd.add_mutually_exclusive_group()
+    limit.add_argument(
+        "--budget",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help=f"generated cases to run (default: {DEFAULT_FUZZ_BUDGET:,} unless --time is given)",
+    )
+    limit.add_argument(
+        "--time",
+        type=_positive_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="generate and run cases for this long, then shrink what was found",
+    )
+    fuzz_cmd.add_argument(
+        "--seed", type=_seed, default=0, metavar="S", help="the campaign's seed (default: 0)"
+    )
+    fuzz_cmd.add_argument(
+        "--backend",
+        "-b",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="fuzz this backend (repeatable or comma-separated; default: every installed one)",
+    )
+    fuzz_cmd.add_argument("--reference", default="numpy", metavar="NAME")
+    fuzz_cmd.add_argument(
+        "--dtype",
+        action="append",
+        default=[],
+        metavar="DTYPE",
+        help="generate only these dtypes (repeatable or comma-separated; default: all four)",
+    )
+    _add_known_option(fuzz_cmd)
+    fuzz_cmd.add_argument(
+        "--out",
+        "-o",
+        default="reports/fuzz",
+        metavar="DIR",
+        help="campaign folder (findings, report, state), replaced whole at the end; a "
+        "second campaign into the same folder resumes it (default: reports/fuzz/)",
+    )
+    fuzz_cmd.add_argument(
+        "--timeout",
+        type=_positive_seconds,
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help=f"per case and backend, as for run (default: {DEFAULT_TIMEOUT:g})",
+    )
+    fuzz_cmd.add_argument(
+        "--shrink-time",
+        type=_positive_seconds,
+        default=120.0,
+        metavar="SECONDS",
+        help="shrinking time per finding; the smallest case so far is kept (default: 120)",
+    )
+    fuzz_cmd.add_argument("--jobs", "-j", type=_positive_int, default=None, metavar="N")
+    fuzz_cmd.set_defaults(handler=_fuzz)
+
+
+DEFAULT_FUZZ_BUDGET = 1_000
+
+
+def _seed(text: str) -> int:
+    value = int(text)
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"expected an integer in [0, 2**63), got {text}")
+    return value
+
+
+def _fuzz(args: argparse.Namespace) -> int:
+    from harness.cases.model import DTYPES
+    from harness.fuzz.campaign import Options, campaign
+    from harness.report.folder import check_out
+    from harness.verdict.known import adapter_known, known_option
+
+    backends = _backend_names(args.backend, args.reference)
+    if len(backends) < 2:
+        raise UsageError("fuzz needs a backend besides the reference (--backend NAME)")
+    dtypes = [d.strip() for item in args.dtype for d in item.split(",") if d.strip()]
+    for dtype in dtypes:
+        if dtype not in DTYPES:
+            raise UsageError(f"unknown --dtype {dtype!r}: expected one of {', '.join(DTYPES)}")
+    out = Path(args.out)
+    check_out(out)
+    known = known_option(args.known)
+    if "none" not in (args.known or []):
+        known = adapter_known(backends, known)
+    budget = args.budget if args.budget or args.time else DEFAULT_FUZZ_BUDGET
+    limit = f"{budget:,} cases" if budget else f"{args.time:g} s"
+    print(
+        f"crossgrad fuzz: seed {args.seed}, {limit} on {', '.join(backends[1:])} "
+        f"(reference: {args.reference})",
+        file=sys.stderr,
+    )
+    options = Options(
+        seed=args.seed,
+        budget=budget,
+        seconds=args.time,
+        backends=backends,
+        reference=args.reference,
+        known=known,
+        timeout=args.timeout,
+        jobs=args.jobs,
+        dtypes=tuple(dtypes) or DTYPES,
+        shrink_seconds=args.shrink_time,
+    )
+    outcome = campaign(out, options, sys.stderr)
+    for number, finding in enumerate(outcome.findings, 1):
+        print(
+            f"finding {number}: {finding.case['name']}: {finding.signature.describe()} "
+            f"({finding.hits} generated case{'s' * (finding.hits != 1)})"
+        )
+    if outcome.incomplete:
+        print(f"crossgrad fuzz: incomplete: {outcome.incomplete}", file=sys.stderr)
+    total = outcome.cases_run + outcome.cases_cached
+    print(
+        f"crossgrad fuzz: {total:,} cases in {outcome.seconds:.0f} s "
+        f"({outcome.cases_run / max(outcome.seconds, 1e-9):.1f} cases/s), "
+        f"{len(outcome.findings)} finding{'s' * (len(outcome.findings) != 1)}, "
+        f"{outcome.explained:,} pairs explained by known entries, "
+        f"{outcome.after_overflow:,} diverged only after the reference overflowed; "
+        f"see {out / 'findings.md'}",
+        file=sys.stderr,
+    )
+    if outcome.stop_status is not None:
+        return outcome.stop_status
+    return EXIT_FAILED if outcome.findings else EXIT_OK
 
 
 def _positive_seconds(text: str) -> float:

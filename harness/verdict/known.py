@@ -616,7 +616,7 @@ def _explain_pair(
     case_magnitude = rows["magnitude"].to_numpy(dtype=np.float64)
     keys = _row_keys(rows)
     verified = [entry for entry in applying if entry.verified]
-    groups = [(entry,) for entry in verified]
+    groups: list[tuple[KnownDivergence, ...]] = [(entry,) for entry in verified]
     if len(verified) > 1:
         groups.append(tuple(verified))
     tried = np.full(len(rows), "", dtype=object)

@@ -7,7 +7,8 @@ Sections: ``loop`` (warm per-case loop per backend and mode, in this process, ag
 idiomatic loops of ``benchmarks/bare_loops.py``), ``process`` (the seed case on four
 backends as a whole ``crossgrad run`` process against a bare script importing the four
 frameworks), ``sweep`` (vectorized case-steps per second and verdicts against the loop),
-``memory`` (peak memory of a large streamed sweep against one ten times smaller).
+``fuzz`` (cases/s of a ``crossgrad fuzz`` campaign, end to end, per backend and for all
+together), ``memory`` (peak memory of a large streamed sweep against one ten times smaller).
 A benchmark prints figures; it never fails a test on a slow machine.
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import re
 import subprocess
@@ -370,12 +372,34 @@ def memory_section(backends: Sequence[str], small: int, large: int) -> list[Row]
     return rows
 
 
+def fuzz_section(backends: Sequence[str], budget: int) -> list[Row]:
+    """Cases/s of a ``crossgrad fuzz`` campaign end to end (generation, running, verdicts,
+    report and shrinking), one row per backend fuzzed alone and one for all of them; a
+    campaign stops at its budget, so cases / wall seconds is its throughput."""
+    env = {**os.environ, **determinism.ENVIRONMENT, "PYTHONPATH": str(ROOT)}
+    rows = []
+    for subject in [*backends, ",".join(backends)] if len(backends) > 1 else backends:
+        with tempfile.TemporaryDirectory() as out:
+            command = [sys.executable, "-m", "harness", "fuzz", "--backend", subject]
+            command += ["--budget", str(budget), "--seed", "0", "--out", f"{out}/fuzz"]
+            started = time.perf_counter()
+            finished = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+            seconds = time.perf_counter() - started
+            if finished.returncode not in (0, 1):
+                raise RuntimeError(f"{' '.join(command)} failed:\n{finished.stderr[-2000:]}")
+            record = json.loads(Path(out, "fuzz", "run.json").read_text(encoding="utf-8"))
+        rate = (record["cases"] + record["cases_cached"]) / seconds
+        rows.append(Row("fuzz", subject, "cases/s", rate, None, None, "-", None))
+    return rows
+
+
 SECTIONS: dict[str, Callable[[argparse.Namespace], list[Row]]] = {
     "loop": lambda a: loop_section(a.backend or LOOP_BACKENDS, a.cases, a.repeats),
     "process": lambda a: process_section(a.repeats),
     "sweep": lambda a: sweep_section(
         a.backend or list(SWEEP_TARGETS), a.variants, a.sample, a.repeats
     ),
+    "fuzz": lambda a: fuzz_section(a.backend or list(SWEEP_TARGETS)[1:], a.fuzz_budget),
     "memory": lambda a: memory_section(
         a.backend or list(SWEEP_TARGETS), a.memory_small, a.memory_small * 10
     ),
@@ -421,6 +445,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=10_000,
         help="memory section: the smaller sweep; the larger is ten times it (default 10,000)",
     )
+    parser.add_argument(
+        "--fuzz-budget", type=int, default=400, help="fuzz section: cases per campaign"
+    )
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats; the best counts")
     parser.add_argument(
         "--quick", action="store_true", help="tiny sizes: a smoke run, not a measurement"
@@ -428,7 +455,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.cases, args.repeats, args.variants, args.sample = 5, 1, 20, 5
-        args.memory_small = 100
+        args.memory_small, args.fuzz_budget = 100, 20
     determinism.apply_environment()
     rows: list[Row] = []
     for name in args.section or list(SECTIONS):

@@ -40,3 +40,12 @@ def test_memory_section_compares_the_peaks_of_two_sweep_processes(capsys) -> Non
     (peak,) = [line for line in lines if "peak tree MB" in line]
     assert peak.split()[1] == "1,000" and "<= 2 x 100 variants" in peak
     assert len([line for line in lines if "wall s" in line]) == 2
+
+
+@pytest.mark.full
+def test_fuzz_section_prints_the_cases_per_second_of_a_campaign(capsys) -> None:
+    assert main(["--quick", "--section", "fuzz", "--backend", "torch"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("fuzz")]
+    (torch,) = lines
+    assert torch.split()[1:3] == ["torch", "cases/s"]
+    assert float(torch.split()[3].replace(",", "")) > 0

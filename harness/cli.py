@@ -430,7 +430,8 @@ def _seed(text: str) -> int:
 
 def _fuzz(args: argparse.Namespace) -> int:
     from harness.cases.model import DTYPES
-    from harness.fuzz.campaign import Options, campaign
+    from harness.fuzz.campaign import campaign
+    from harness.fuzz.model import Options
     from harness.report.folder import check_out
     from harness.verdict.known import adapter_known, known_option
 

@@ -29,7 +29,8 @@ from support import ROOT
 from harness.cases.loader import load_file, load_mappings
 from harness.cases.model import ACTIVATIONS, DTYPES, LOSSES, OPTIMIZERS
 from harness.cli import main
-from harness.fuzz.campaign import FamilyStream, alternatives, dump_cases
+from harness.fuzz.campaign import FamilyStream, alternatives
+from harness.fuzz.casefile import dump_cases
 from harness.fuzz.generate import (
     ARGUMENT_VALUES,
     MAX_LAYERS,

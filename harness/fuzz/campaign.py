@@ -27,18 +27,19 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-import yaml
 from hypothesis import HealthCheck, Phase, find, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
 
 from harness.cases.loader import load_mappings
-from harness.cases.model import DTYPES, Case
+from harness.cases.model import Case
 from harness.errors import CaseError
+from harness.fuzz.casefile import dump_cases
+from harness.fuzz.findings import write_findings
 from harness.fuzz.generate import FIXED_OUTPUT_ACTIVATION, Family, case_mapping, families
+from harness.fuzz.model import Finding, Observation, Options, Outcome
 from harness.fuzz.signature import Kind, Signature, first_failures, knobs
 from harness.report.folder import MARK, RUN_FILE, ReportFolder, is_report, now
 from harness.report.repro import case_sources, write_repro
@@ -48,7 +49,6 @@ from harness.run.fingerprint import fingerprint
 from harness.run.pipeline import judge
 from harness.run.session import RunSession
 from harness.run.vectorize import run as run_cases
-from harness.verdict.known import KnownDivergence
 from harness.verdict.status import FAILING
 
 # max_examples of every Hypothesis search of a campaign. Hypothesis' sequence of examples
@@ -62,79 +62,9 @@ VERDICTS = "verdicts.jsonl"
 CASES = "cases"
 
 
-@dataclass(frozen=True)
-class Options:
-    seed: int
-    budget: int | None  # cases
-    seconds: float | None
-    backends: list[str]  # the reference first
-    reference: str
-    known: list[KnownDivergence]
-    timeout: float
-    jobs: int | None
-    dtypes: Sequence[str] = DTYPES
-    shrink_seconds: float = 120.0  # per finding, from its first failing family on
-
-
-@dataclass
-class Observation:
-    """One generated case that failed on one backend."""
-
-    family: str
-    variant: int
-    kind: Kind
-    knobs: Mapping[str, Any]
-
-
-@dataclass
-class Finding:
-    signature: Signature
-    case: dict[str, Any]  # the minimal case's mapping, named
-    hits: int = 0  # generated cases of this kind with these knob values
-    shrunk: str = ""  # how it was shrunk, or why not
-    first_divergence: str = ""
-    off_oracle: str = ""
-
-
-@dataclass
-class Outcome:
-    """What ``campaign`` hands back to the command line."""
-
-    cases_run: int
-    cases_cached: int
-    findings: list[Finding]
-    explained: int  # generated pairs explained by known entries
-    incomplete: str | None
-    seconds: float
-    rows: int = 0
-    stop_status: int | None = None  # the exit status a signal asks for (130 for Ctrl-C)
-    after_overflow: int = 0  # failing pairs whose divergence came after the reference's overflow
-
-
 def family_id(family: Family) -> str:
     text = json.dumps([family.structure, family.variants], sort_keys=True, default=list)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
-
-
-def dump_cases(mappings: list[dict[str, Any]]) -> str:
-    """A case file holding ``mappings``, numbers in flow style, no YAML aliases."""
-    return yaml.dump(
-        {"cases": mappings},
-        Dumper=_PlainDumper,
-        sort_keys=False,
-        default_flow_style=None,
-        width=1_000_000,
-    )
-
-
-# libyaml's emitter, where PyYAML was built with it: the pure-Python one costs about 20 ms
-# per generated family, a third of what running it costs.
-_Dumper: type = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-
-
-class _PlainDumper(_Dumper):
-    def ignore_aliases(self, data: Any) -> bool:  # a case file states every value itself
-        return True
 
 
 # ---------------------------------------------------------------- generation
@@ -343,8 +273,6 @@ def campaign(
     clock: Callable[[], float] = time.monotonic,
 ) -> Outcome:
     """Run a campaign into the report folder ``out`` (replaced whole at the end, as a run's)."""
-    from harness.fuzz.findings import write_findings
-
     started = clock()
     previous = out if out.is_dir() and is_report(out) else None
     with ReportFolder(out, "fuzz", log) as folder:

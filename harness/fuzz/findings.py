@@ -11,14 +11,12 @@ from __future__ import annotations
 import shlex
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from harness.fuzz.casefile import dump_cases
+from harness.fuzz.model import Finding, Options
+from harness.fuzz.signature import Kind
 from harness.report.writer import atomic_write_text
 from harness.text import markdown, markdown_code
-
-if TYPE_CHECKING:
-    from harness.fuzz.campaign import Finding, Options
-    from harness.fuzz.signature import Kind
 
 FINDINGS_YAML = "findings.yaml"
 FINDINGS_MD = "findings.md"
@@ -33,8 +31,6 @@ def write_findings(
     cases: int,
 ) -> None:
     """Write both files into ``folder`` (the fresh report folder); commands name ``named``."""
-    from harness.fuzz.campaign import dump_cases
-
     mappings = []
     for finding in findings:
         mapping = dict(finding.case)

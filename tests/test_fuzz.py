@@ -256,6 +256,9 @@ def test_probes_change_one_knob_to_simpler_values():
         (["--dtype", "float8", "--backend", "torch"], "unknown --dtype"),
         (["--backend", "numpy"], "needs a backend besides the reference"),
         (["--seed", "-1"], "--seed"),
+        (["--backend", "nosuch"], "unknown backend 'nosuch'"),
+        (["--backend", "torch", "--known", "/nonexistent.yaml"], "/nonexistent.yaml"),
+        (["--backend", "torch", "--shrink-time", "0"], "--shrink-time"),
     ],
 )
 def test_bad_input_exits_2_with_a_message_and_no_traceback(argv, message, capsys, tmp_path):

@@ -81,16 +81,7 @@ def load_mappings(mappings: Iterable[Mapping[str, Any]], filename: str) -> list[
     cases: list[Case] = []
     problems: list[Problem] = []
     for mapping in mappings:
-        node = _located(mapping)
-        expanded = expand(node, filename)
-        if isinstance(expanded, list):
-            problems += expanded
-            continue
-        for variant_node, variant in expanded:
-            case, found = check_case(variant_node, filename, variant)
-            problems += found
-            if case is not None:
-                cases.append(case)
+        _check_node(_located(mapping), filename, set(), cases, problems)
     problems += _duplicate_names(cases)
     if problems:
         raise CaseError(problems)
@@ -127,16 +118,28 @@ def _load_file(file: Path, room: int) -> tuple[list[Case], list[Problem], int]:
             problems.append(_over_cap(node, filename, count, MAX_CASES - room + counted))
             return cases, problems, counted + count
         counted += count
-        expanded = expand(node, filename)
-        if isinstance(expanded, list):
-            problems += expanded
-            continue
-        for variant_node, variant in expanded:
-            case, found = check_case(variant_node, filename, variant)
-            problems += [p for p in found if (p.line, p.column) not in refused]
-            if case is not None:
-                cases.append(case)
+        _check_node(node, filename, refused, cases, problems)
     return cases, problems, counted
+
+
+def _check_node(
+    node: Located,
+    filename: str,
+    refused: set[tuple[int, int]],
+    cases: list[Case],
+    problems: list[Problem],
+) -> None:
+    """Expand one case node's matrix and check each variant, adding to ``cases`` and
+    ``problems`` (except at ``refused`` positions: values already reported unreadable)."""
+    expanded = expand(node, filename)
+    if isinstance(expanded, list):
+        problems += expanded
+        return
+    for variant_node, variant in expanded:
+        case, found = check_case(variant_node, filename, variant)
+        problems += [p for p in found if (p.line, p.column) not in refused]
+        if case is not None:
+            cases.append(case)
 
 
 def _over_cap(node: Located, filename: str, count: int, before: int) -> Problem:

@@ -521,23 +521,14 @@ def shrink_all(
 ) -> list[Finding]:
     """One finding per distinct signature, most-hit kinds first."""
     database = DirectoryBasedExampleDatabase(str(state / DATABASE))
-    by_kind: dict[Kind, list[Observation]] = {}
-    for o in observations:
-        by_kind.setdefault(o.kind, []).append(o)
+    by_kind = _by_kind(observations)
     findings: list[Finding] = []
     for kind in sorted(by_kind, key=lambda k: (-len(by_kind[k]), k.describe())):
         remaining = by_kind[kind]
         while remaining:
             if len(findings) >= MAX_FINDINGS:
-                first = remaining[0]
-                findings.append(
-                    Finding(
-                        Signature(kind, {}),
-                        _named(mappings[first.family][first.variant], kind, len(findings)),
-                        hits=len(remaining),
-                        shrunk=f"not shrunk: more than {MAX_FINDINGS} findings in one campaign",
-                    )
-                )
+                why = f"not shrunk: more than {MAX_FINDINGS} findings in one campaign"
+                findings.append(_as_found(kind, remaining, mappings, len(findings), why))
                 break
             patterns = [f.signature for f in findings if f.signature.kind == kind]
             print(
@@ -718,20 +709,30 @@ def _unshrunk(
 ) -> list[Finding]:
     """After an interrupt: one finding per kind, its first generated case as it ran."""
     findings: list[Finding] = []
+    for kind, found in _by_kind(observations).items():
+        why = "not shrunk: the campaign was interrupted"
+        findings.append(_as_found(kind, found, mappings, len(findings), why))
+    return findings
+
+
+def _by_kind(observations: list[Observation]) -> dict[Kind, list[Observation]]:
     by_kind: dict[Kind, list[Observation]] = {}
     for o in observations:
         by_kind.setdefault(o.kind, []).append(o)
-    for kind, found in by_kind.items():
-        first = found[0]
-        findings.append(
-            Finding(
-                Signature(kind, {}),
-                _named(mappings[first.family][first.variant], kind, len(findings)),
-                hits=len(found),
-                shrunk="not shrunk: the campaign was interrupted",
-            )
-        )
-    return findings
+    return by_kind
+
+
+def _as_found(
+    kind: Kind,
+    found: list[Observation],
+    mappings: Mapping[str, list[dict[str, Any]]],
+    number: int,
+    why: str,
+) -> Finding:
+    """An unshrunk finding: the first generated case of ``kind`` as it ran."""
+    first = found[0]
+    case = _named(mappings[first.family][first.variant], kind, number)
+    return Finding(Signature(kind, {}), case, hits=len(found), shrunk=why)
 
 
 def _describe_findings(findings: list[Finding], options: Options) -> None:

@@ -26,7 +26,9 @@ _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 _GELU_TANH_CUBIC = 0.044715
 
 
-@functools.lru_cache(maxsize=4096)
+# typed: 1 and 1.0 are equal keys otherwise, and a bfloat16 array meets them differently
+# (bfloat16 with 1, float32 with 1.0): whichever came first would answer for both.
+@functools.lru_cache(maxsize=4096, typed=True)
 def constants(dtype: np.dtype, *values: float) -> tuple[Array, ...]:
     """``values`` as read-only 0-d arrays, converted as NumPy converts a Python number operand
     of an array of ``dtype``.

@@ -144,8 +144,7 @@ class Judge:
     """Judges families: from the campaign's verdicts when they ran before, else by running
     them on the reference and the backends asked for. Verdicts persist in ``path``."""
 
-    def __init__(self, folder: Path, options: Options, path: Path, log: TextIO | None) -> None:
-        self.folder = folder
+    def __init__(self, options: Options, path: Path, log: TextIO | None) -> None:
         self.options = options
         self.path = path
         self.context = _context(options)
@@ -281,7 +280,7 @@ def campaign(
         if previous is not None:
             _copy_state(previous / STATE, state)
         (folder.path / CASES).mkdir()
-        judge_ = Judge(folder.path, options, state / VERDICTS, log)
+        judge_ = Judge(options, state / VERDICTS, log)
         if judge_.loaded:
             print(
                 f"crossgrad fuzz: resuming: {judge_.loaded:,} families judged by an earlier run "

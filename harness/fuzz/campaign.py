@@ -27,6 +27,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -148,13 +149,14 @@ class Judge:
         self.options = options
         self.path = path
         self.context = _context(options)
+        self.entries = _entry_ids(options)
         # family id -> backends it ran on, and its failures [(variant, Kind)]
         self.ran: dict[str, set[str]] = {}
         self.failures: dict[str, list[tuple[int, Kind]]] = {}
         self.loaded = self._load(log)
         self._file = path.open("a", encoding="utf-8")
         if path.stat().st_size == 0:
-            self._write({"context": self.context})
+            self._write({"context": self.context, "known": self.entries})
 
     def _load(self, log: TextIO | None) -> int:
         if not self.path.is_file():
@@ -162,11 +164,11 @@ class Judge:
         lines = self.path.read_text(encoding="utf-8").splitlines()
         try:
             head = json.loads(lines[0]) if lines else {}
-            if head.get("context") != self.context:
+            if head.get("context") != self.context or not isinstance(head.get("known"), list):
                 if log is not None:
                     print(
                         "crossgrad fuzz: the earlier campaign in this folder ran other backends "
-                        "or known divergences: its verdicts are not reused",
+                        "or versions: its verdicts are not reused",
                         file=log,
                     )
                 self.path.unlink()
@@ -185,7 +187,28 @@ class Judge:
             self.ran.clear()
             self.failures.clear()
             return 0
+        if head["known"] != self.entries:
+            self._rejudge(set(head["known"]) <= set(self.entries), log)
         return len(self.ran)
+
+    def _rejudge(self, only_added: bool, log: TextIO | None) -> None:
+        """Known entries changed since the verdicts were written. An added entry can only
+        turn a diverged row into a known one, so families that had no failure keep their
+        verdicts and the others are judged again; any other change judges everything again."""
+        clean = {f for f in self.ran if not self.failures.get(f)} if only_added else set()
+        again = len(self.ran) - len(clean)
+        self.ran = {f: b for f, b in self.ran.items() if f in clean}
+        self.failures = {f: [] for f in clean}
+        records = [{"context": self.context, "known": self.entries}] + [
+            {"family": f, "backends": sorted(b), "failures": []} for f, b in self.ran.items()
+        ]
+        atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in records))
+        if log is not None:
+            print(
+                f"crossgrad fuzz: the known divergences changed since the earlier campaign in "
+                f"this folder: {again:,} families are judged again",
+                file=log,
+            )
 
     def _remember(
         self, family: str, backends: Sequence[str], failures: list[tuple[int, Kind]]
@@ -240,7 +263,8 @@ class Judge:
 
 
 def _context(options: Options) -> str:
-    """What the verdicts depend on besides the case: reused only when it is the same."""
+    """What the verdicts depend on besides the case and the known entries: reused only
+    when it is the same."""
     from backends import registry
 
     versions = {}
@@ -249,9 +273,17 @@ def _context(options: Options) -> str:
             versions[name] = registry.load_class(name).version()
         except Exception:  # an unavailable backend has no version; its rows say why
             versions[name] = ""
-    known = sorted(repr(entry) for entry in options.known)
-    text = json.dumps([options.reference, versions, known], sort_keys=True, default=str)
+    text = json.dumps([options.reference, versions], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def _entry_ids(options: Options) -> list[str]:
+    """One short hash per known entry, of what decides verdicts (not its text or its place
+    in a file), so that a later campaign can tell which entries were added."""
+    texts = (
+        repr(replace(e, location="", measured="", reason="", source="")) for e in options.known
+    )
+    return sorted({hashlib.sha256(t.encode()).hexdigest()[:16] for t in texts})
 
 
 def _checked(mappings: list[dict[str, Any]]) -> list[Case] | None:

@@ -109,9 +109,12 @@ def test_second_moment_in_float32_rounds_once():
     optimizer.step({"w": np.full(4, 0.5, np.float16)}, {"w": g})
     once = (0.001 * g.astype(np.float32) * g.astype(np.float32)).astype(np.float16)
     assert np.array_equal(optimizer.state["w"]["v"], once)
+    # The reference's own float16 Adam is torch's addcmul_, which rounds once as well;
+    # rounding (1 - b2)·g first would move the result.
     plain = Optimizer("adam", adam)
     plain.step({"w": np.full(4, 0.5, np.float16)}, {"w": g})
-    assert not np.array_equal(plain.state["w"]["v"], once)
+    assert np.array_equal(plain.state["w"]["v"], once)
+    assert not np.array_equal((0.001 * g) * g, once)
 
 
 def test_compute_dtype_runs_a_float64_case_in_float32():
@@ -119,3 +122,65 @@ def test_compute_dtype_runs_a_float64_case_in_float32():
     case = dataclasses.replace(case, dtype="float64")
     trace = NumpyBackend(Semantics(compute_dtype="float32")).run(case, make_inputs(case))
     assert trace.output.dtype == np.float32
+
+
+ADAM = {"lr": 0.001, "betas": (0.9, 0.999), "eps": 1e-7, "weight_decay": 0.0}
+
+
+def test_abs_slope_at_zero_gives_a_zero_residual_the_slope():
+    o, y = np.array([[0.5, 1.0]]), np.array([[0.5, 0.0]])
+    assert loss("mae", Semantics(abs_slope_at_zero=1.0))(o, y, {})[1].tolist() == [[0.5, 0.5]]
+    assert loss("mae")(o, y, {})[1].tolist() == [[0.0, 0.5]]
+
+
+def test_merged_adam_divisions_underflow_in_float16():
+    # A zero gradient: (0 / 0.1) / eps is 0, but 0.1 * eps (1.2e-8) underflows in float16.
+    p, g = np.array([0.25], np.float16), np.array([0.0], np.float16)
+    merged = one_step("adam", ADAM, Semantics(adam_divisions_merged=True), p=p, g=g)
+    assert np.isnan(merged[0])
+    assert one_step("adam", ADAM, PYTORCH, p=p, g=g)[0] == p[0]
+
+
+def test_moments_by_difference_square_the_gradient_first():
+    # g = 256: g * g overflows float16 (max 65504), 0.001 * g * g does not.
+    p, g = np.array([0.25], np.float16), np.array([256.0], np.float16)
+    args = {**ADAM, "eps": 1e-3}
+    # v is inf after one step (m / inf: no move), and inf - inf is NaN in the next.
+    keras = Semantics(moments_by_difference=True)
+    assert one_step("adam", args, keras, p=p, g=g)[0] == p[0]
+    assert np.isnan(one_step("adam", args, keras, p=p, g=g, steps=2)[0])
+    assert np.isfinite(one_step("adam", args, PYTORCH, p=p, g=g, steps=2)[0])
+    # In float64 the two forms are the same algorithm: equal within rounding.
+    by_difference = one_step("adam", args, Semantics(moments_by_difference=True), steps=3)
+    assert np.allclose(by_difference, one_step("adam", args, PYTORCH, steps=3), rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("name", "args"),
+    [
+        ("adam", ADAM),
+        ("adam", {**ADAM, "lr": 0.1, "eps": 1e-4, "weight_decay": 0.1}),
+        ("adamw", {**ADAM, "lr": 0.1, "eps": 1e-3, "weight_decay": 0.01}),
+        (
+            "adagrad",
+            {"lr": 0.1, "eps": 1e-7, "weight_decay": 0.0, "initial_accumulator_value": 0.0},
+        ),
+    ],
+)
+def test_float16_steps_are_torch_kernels_bit_for_bit(name, args):
+    """Gradients whose moments fall into float16's subnormals, where the order of the
+    operations and torch's float32 arithmetic inside each in-place op decide the result."""
+    torch = pytest.importorskip("torch")
+    grads = np.array([1.2207e-4, -6.1035e-5, 3.0e-3, 0.0, 256.0, -0.5], np.float16)
+    p0 = np.array([0.5, -0.25, 1.0, 0.0, 0.125, 2.0], np.float16)
+    reference = one_step(name, args, PYTORCH, p=p0, g=grads, steps=3)
+    weight = torch.nn.Parameter(torch.tensor(p0))
+    kwargs = {k: v for k, v in args.items() if k != "initial_accumulator_value"}
+    if name == "adagrad":
+        kwargs["initial_accumulator_value"] = args["initial_accumulator_value"]
+    classes = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "adagrad": torch.optim.Adagrad}
+    optimizer = classes[name]([weight], foreach=False, **kwargs)
+    for _ in range(3):
+        weight.grad = torch.tensor(grads)
+        optimizer.step()
+    assert np.array_equal(reference.view(np.int16), weight.detach().numpy().view(np.int16))

@@ -250,6 +250,11 @@ def _cross_entropy(z: Array, y: Array) -> tuple[Array, Array]:
     return value, grad
 
 
+def _mae_with_slope_at_zero(e: Array, slope: float) -> tuple[Array, Array]:
+    sign = np.where(e == 0, e.dtype.type(slope), np.sign(e))
+    return _mean(np.abs(e)), sign / e.size
+
+
 # Each maps (output o, target y, args) to (loss, dloss/do); e = o - y.
 LossFunction = Callable[[Array, Array, Mapping[str, float]], tuple[Array, Array]]
 LOSSES: Mapping[str, LossFunction] = {
@@ -269,6 +274,9 @@ def loss(name: str, semantics: Semantics = PYTORCH) -> LossFunction:
     ``bce_from_logits`` is the model's business: it needs the pre-activation)."""
     if name == "bce" and semantics.bce_clip:
         return lambda o, y, a: _clipped_bce(o, y, semantics.bce_clip)
+    slope_at_zero = semantics.abs_slope_at_zero
+    if name == "mae" and slope_at_zero is not None:
+        return lambda o, y, a: _mae_with_slope_at_zero(o - y, slope_at_zero)
     return LOSSES[name]
 
 
@@ -348,15 +356,22 @@ class Optimizer:
     def _adam(self, p: Array, g: Array, state: dict[str, Any], decoupled: bool = False) -> Array:
         a = self.args
         beta1, beta2 = a["betas"]
+        if p.dtype == np.float16 and self.semantics == PYTORCH:
+            return self._adam_float16(p, g, state, decoupled)
         if decoupled:
             p = p * (1 - a["lr"] * self._k(a["weight_decay"]))
         else:
             p, g = self._weight_decay(p, g)
-        state["m"] = beta1 * state.get("m", 0) + (1 - beta1) * g
-        if self.semantics.second_moment_in_float32 and p.dtype.itemsize < 4:
+        if self.semantics.moments_by_difference:
+            m, v = state.get("m", 0), state.get("v", 0)
+            state["m"] = m + (g - m) * (1 - beta1)
+            state["v"] = v + (g * g - v) * (1 - beta2)
+        elif self.semantics.second_moment_in_float32 and p.dtype.itemsize < 4:
+            state["m"] = beta1 * state.get("m", 0) + (1 - beta1) * g
             v = beta2 * state.get("v", 0) + (1 - beta2) * g.astype(np.float32) * g
             state["v"] = np.asarray(v).astype(p.dtype)
         else:
+            state["m"] = beta1 * state.get("m", 0) + (1 - beta1) * g
             state["v"] = beta2 * state.get("v", 0) + (1 - beta2) * g * g
         if self.semantics.float32_constants:
             # As Keras computes them: tensors of the variable's dtype, ops.power of the cast
@@ -373,9 +388,41 @@ class Optimizer:
         if self.semantics.epsilon_hat:
             step_size = a["lr"] * np.sqrt(1 - beta2_power) / (1 - beta1_power)
             return p - state["m"] * step_size / (np.sqrt(state["v"]) + a["eps"])
-        m_hat = state["m"] / (1 - beta1_power)
         v_hat = state["v"] / (1 - beta2_power)
+        if self.semantics.adam_divisions_merged:
+            merged = (1 - beta1_power) * (np.sqrt(v_hat) + a["eps"])
+            return p - a["lr"] * (state["m"] / merged)
+        m_hat = state["m"] / (1 - beta1_power)
         return p - a["lr"] * m_hat / (np.sqrt(v_hat) + a["eps"])
+
+    def _adam_float16(self, p: Array, g: Array, state: dict[str, Any], decoupled: bool) -> Array:
+        """torch.optim.Adam's single-tensor loop as its float16 kernels compute it: each
+        in-place op (lerp_, addcmul_, addcdiv_, add_, mul_) works in float32 with its Python
+        scalar as a float32 and rounds to float16 once. The order matters there: the step is
+        (lr / (1 - b1^t)) * (m / denom), so m / denom does not pass through subnormals the
+        way lr * m_hat does."""
+        a = self.args
+        beta1, beta2 = a["betas"]
+        half, f32 = p.dtype, np.float32
+        wide = lambda x: np.asarray(x, f32)  # noqa: E731
+        if decoupled:
+            p = (wide(p) * f32(1 - a["lr"] * a["weight_decay"])).astype(half)
+        elif a["weight_decay"]:
+            g = (wide(g) + f32(a["weight_decay"]) * wide(p)).astype(half)
+        m = wide(state.get("m", np.zeros_like(p)))
+        weight = f32(1 - beta1)
+        if weight < 0.5:  # lerp_, as ATen writes it for the two halves of the weight
+            m = m + weight * (wide(g) - m)
+        else:
+            m = wide(g) - (wide(g) - m) * (f32(1) - weight)
+        state["m"] = m.astype(half)
+        v = (wide(state.get("v", np.zeros_like(p))) * f32(beta2)).astype(half)
+        state["v"] = (wide(v) + f32(1 - beta2) * wide(g) * wide(g)).astype(half)
+        step_size = a["lr"] / (1 - beta1**self.t)
+        root = np.sqrt(state["v"])
+        denom = (wide(root) / f32((1 - beta2**self.t) ** 0.5)).astype(half)
+        denom = (wide(denom) + f32(a["eps"])).astype(half)
+        return (wide(p) + f32(-step_size) * (wide(state["m"]) / wide(denom))).astype(half)
 
     def _adamw(self, p: Array, g: Array, state: dict[str, Any]) -> Array:
         return self._adam(p, g, state, decoupled=True)
@@ -401,8 +448,25 @@ class Optimizer:
 
     def _adagrad(self, p: Array, g: Array, state: dict[str, Any]) -> Array:
         a = self.args
+        if p.dtype == np.float16 and self.semantics == PYTORCH:
+            return self._adagrad_float16(p, g, state)
         p, g = self._weight_decay(p, g)
         if "sum" not in state:
             state["sum"] = np.full_like(p, self._k(a["initial_accumulator_value"]))
         state["sum"] = state["sum"] + g * g
         return p - a["lr"] * g / self._root(state["sum"])
+
+    def _adagrad_float16(self, p: Array, g: Array, state: dict[str, Any]) -> Array:
+        """torch.optim.Adagrad's single-tensor loop as its float16 kernels compute it (see
+        ``_adam_float16``): sum.addcmul_(g, g), std = sum.sqrt().add_(eps),
+        p.addcdiv_(g, std, value=-lr)."""
+        a = self.args
+        half, f32 = p.dtype, np.float32
+        wide = lambda x: np.asarray(x, f32)  # noqa: E731
+        if a["weight_decay"]:
+            g = (wide(g) + f32(a["weight_decay"]) * wide(p)).astype(half)
+        if "sum" not in state:
+            state["sum"] = np.full_like(p, a["initial_accumulator_value"])
+        state["sum"] = (wide(state["sum"]) + wide(g) * wide(g)).astype(half)
+        std = (wide(np.sqrt(state["sum"])) + f32(a["eps"])).astype(half)
+        return (wide(p) + f32(-a["lr"]) * (wide(g) / wide(std))).astype(half)

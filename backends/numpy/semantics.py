@@ -23,6 +23,14 @@ class Semantics:
     # Adam adds eps to sqrt(v) before the bias correction, "epsilon hat" of Kingma & Ba: the
     # step is lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps) (Keras).
     epsilon_hat: bool = False
+    # Adam's two divisions merged into one, m / ((1 - b1^t) * (sqrt(v_hat) + eps)), as XLA's
+    # algebraic simplifier rewrites (A / B) / C into A / (B * C) in a compiled optax Adam; in
+    # half precision the product can underflow to 0 (a zero gradient then steps by NaN).
+    adam_divisions_merged: bool = False
+    # Adam's moments move by their difference to the gradient, m + (g - m)(1 - b1) and
+    # v + (g^2 - v)(1 - b2), as Keras writes them; in half precision g^2 can overflow where
+    # PyTorch's b2*v + (1 - b2)*g*g does not.
+    moments_by_difference: bool = False
     # Weight decay shrinks the parameter before the update (p <- p - p*wd*lr) instead of
     # adding wd*p to the gradient, for every optimizer (Keras).
     decoupled_weight_decay: bool = False
@@ -34,6 +42,9 @@ class Semantics:
     bce_from_logits: bool = False
     # leaky_relu's derivative at exactly 0 (PyTorch: the negative slope; jax: 1).
     leaky_relu_slope_at_zero: float | None = None
+    # mae's derivative where the residual is exactly 0 (PyTorch: sign(0) = 0; jax: 1, as
+    # jax.lax.abs's JVP is select(x >= 0, g, -g)).
+    abs_slope_at_zero: float | None = None
     # softplus is the identity above this input (torch.nn.functional.softplus: 20).
     softplus_threshold: float | None = None
     # Hyper-parameters (all but the learning rate) and activation constants are rounded to
@@ -73,10 +84,13 @@ PYTORCH = Semantics()
 SWITCH_TYPES: Mapping[str, type] = {
     "eps_inside_sqrt": bool,
     "epsilon_hat": bool,
+    "adam_divisions_merged": bool,
     "decoupled_weight_decay": bool,
+    "moments_by_difference": bool,
     "bce_clip": float,
     "bce_from_logits": bool,
     "leaky_relu_slope_at_zero": float,
+    "abs_slope_at_zero": float,
     "softplus_threshold": float,
     "float32_constants": bool,
     "second_moment_in_float32": bool,

@@ -279,6 +279,32 @@ PLANTED_BUDGET = 2_000
 PLANTED_SEED = 0
 
 
+def test_verdicts_are_reused_for_clean_families_when_known_entries_are_only_added(tmp_path):
+    from harness.fuzz.campaign import Judge
+    from harness.fuzz.model import Options
+    from harness.verdict.known import known_option
+
+    entries = known_option(None)
+    options = Options(0, 10, None, ["numpy"], "numpy", entries[:-1], 60.0, None)
+    path = tmp_path / "verdicts.jsonl"
+
+    def reused(options: Options) -> set[str]:
+        judge = Judge(options, path, None)
+        judge.close()
+        return set(judge.ran)
+
+    first = Judge(options, path, None)
+    first.record("clean", ["numpy"], [])
+    first.record("failing", ["numpy"], [(0, Kind("numpy", "diverged", "grad", "output", False))])
+    first.close()
+    assert reused(options) == {"clean", "failing"}
+    added = dataclasses.replace(options, known=entries)
+    assert reused(added) == {"clean"}  # the failing family is judged again
+    assert reused(added) == {"clean"}  # and the file now says so
+    # A removed entry can change any verdict: nothing is reused.
+    assert reused(dataclasses.replace(options, known=entries[:-2])) == set()
+
+
 @pytest.fixture
 def planted(monkeypatch):
     register(monkeypatch, {"tanh_off": "adapters:TanhGradientOffBackend"})

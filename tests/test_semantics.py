@@ -184,3 +184,29 @@ def test_float16_steps_are_torch_kernels_bit_for_bit(name, args):
         weight.grad = torch.tensor(grads)
         optimizer.step()
     assert np.array_equal(reference.view(np.int16), weight.detach().numpy().view(np.int16))
+
+
+def test_elu_derivative_from_output_cancels_near_minus_one():
+    z = np.array([-16.0, 0.5], np.float32)
+    from_output = activation("elu", Semantics(elu_derivative_from_output=True))(z)[1]
+    assert from_output[0] == np.float32(np.expm1(np.float32(-16.0))) + np.float32(1)
+    assert from_output[1] == 1
+    exact = activation("elu")(z)[1]
+    assert exact[0] == np.exp(np.float32(-16.0)) and abs(from_output[0] / exact[0] - 1) > 0.01
+
+
+def test_huber_through_min_cancels_for_residuals_far_below_delta():
+    e = np.full(3, -2.384185791015625e-07, np.float32)
+    exact = loss("huber")(e, np.zeros(3, np.float32), {"delta": 1.0})[1]
+    through_min = loss("huber", Semantics(huber_through_min=True))(
+        e, np.zeros(3, np.float32), {"delta": 1.0}
+    )[1]
+    assert exact[0] == e[0] / 3
+    assert through_min[0] == np.float32(-8.940697e-08)  # what jax.grad of optax's form gives
+    large = np.array([2.0, -0.25], np.float64)  # one residual beyond delta, one well inside
+    args = {"delta": 1.0}
+    assert np.allclose(
+        loss("huber", Semantics(huber_through_min=True))(large, 0 * large, args)[1],
+        loss("huber")(large, 0 * large, args)[1],
+        rtol=1e-15,
+    )

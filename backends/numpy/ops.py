@@ -110,6 +110,11 @@ def _elu_derivative(z: Array, _: Array) -> Array:
     return np.where(z > 0, 1, np.exp(np.minimum(z, 0))).astype(z.dtype)
 
 
+def _elu_derivative_from_output(_: Array, e: Array) -> Array:
+    (one,) = constants(e.dtype, 1)
+    return np.where(e < 0, e + one, one).astype(e.dtype)
+
+
 @dataclass(frozen=True)
 class Activation:
     """An activation's value and its derivative, computed apart: only a backward pass needs
@@ -200,6 +205,8 @@ def activation(name: str, semantics: Semantics = PYTORCH) -> Activation:
         return _gelu_with_erfc(_float32(0.7071067811865476))
     if name == "gelu_tanh" and semantics.float32_constants:
         return _gelu_tanh_with(_float32(_GELU_TANH_CUBIC))
+    if name == "elu" and semantics.elu_derivative_from_output:
+        return Activation(_elu, _elu_derivative_from_output)
     if name == "softplus" and semantics.softplus_threshold is not None:
         return _softplus_above(semantics.softplus_threshold)
     return ACTIVATIONS[name]
@@ -219,6 +226,18 @@ def _huber(e: Array, delta: float) -> tuple[Array, Array]:
     small = np.abs(e) < delta
     value = np.where(small, 0.5 * e * e, delta * (np.abs(e) - 0.5 * delta))
     return _mean(value), np.clip(e, -delta, delta) / e.size
+
+
+def _huber_through_min(e: Array, delta: float) -> tuple[Array, Array]:
+    """optax.huber_loss and its reverse-mode gradient, in e's dtype: the cotangent 1/n of the
+    mean reaches |e| twice, through delta·(|e| - q) and through 0.5·q², q = min(|e|, delta)."""
+    value, _ = _huber(e, delta)
+    c, d, half, two = constants(e.dtype, 1 / e.size, delta, 0.5, 2)
+    q = np.minimum(np.abs(e), d)
+    linear = c * d
+    quadratic = (c * half) * (two * q) - linear
+    through_abs = np.where(np.abs(e) < d, quadratic + linear, linear)
+    return value, through_abs * np.sign(e)
 
 
 def _bce(o: Array, y: Array) -> tuple[Array, Array]:
@@ -274,6 +293,8 @@ def loss(name: str, semantics: Semantics = PYTORCH) -> LossFunction:
     ``bce_from_logits`` is the model's business: it needs the pre-activation)."""
     if name == "bce" and semantics.bce_clip:
         return lambda o, y, a: _clipped_bce(o, y, semantics.bce_clip)
+    if name == "huber" and semantics.huber_through_min:
+        return lambda o, y, a: _huber_through_min(o - y, a["delta"])
     slope_at_zero = semantics.abs_slope_at_zero
     if name == "mae" and slope_at_zero is not None:
         return lambda o, y, a: _mae_with_slope_at_zero(o - y, slope_at_zero)

@@ -67,6 +67,19 @@ VALUE_TERMS: Mapping[str, Callable[[Array], Array]] = {
     "gelu_tanh": lambda z: np.abs(z),
 }
 
+# Derivatives made of terms that cancel move with the rounding of those terms, which
+# `_spread` (a move of z) does not see. tanh' = 1 - t·t is computed from the activation's
+# value: where the unit saturates, a framework's tanh one ulp away from the reference's moves
+# 1 - t·t by 2·t² ulps of 1 (|d slope / d t| · |t|), many times the small slope. GELU's
+# derivative 0.5·(1 + erf(z/√2)) + z·φ(z) adds terms near 1 in its negative tail, as its
+# value does (VALUE_TERMS). Each maps (z, value) to those terms. Not sigmoid's s·(1 - s):
+# after a sigmoid, binary cross-entropy divides by the same s·(1 - s), and the two
+# roundings cancel in the product rather than add (edge-bce-near-0-and-1).
+SLOPE_TERMS: Mapping[str, Callable[[Array, Array], Array]] = {
+    "tanh": lambda z, t: 2 * t * t,
+    "gelu": lambda z, a: 1 + np.abs(z) * np.exp(-0.5 * z * z) / np.sqrt(2 * np.pi),
+}
+
 
 def _loss_magnitudes(
     name: str, args: Mapping[str, Any], o: Array, o_mag: Array, y: Array, rtol: float
@@ -166,6 +179,8 @@ def _magnitudes(case: Case, inputs: Inputs, rtol: float, semantics: Semantics) -
             if name in VALUE_TERMS:
                 out_mag = np.maximum(out_mag, VALUE_TERMS[name](z))
             slope_mag = _through(slope_of, z, z_mag, rtol)
+            if name in SLOPE_TERMS:
+                slope_mag = np.maximum(slope_mag, SLOPE_TERMS[name](z, out))
             layers.append((out, out_mag, slope, slope_mag, a, a_mag))
             a, a_mag = out, out_mag
         return layers

@@ -45,6 +45,13 @@ class Semantics:
     # mae's derivative where the residual is exactly 0 (PyTorch: sign(0) = 0; jax: 1, as
     # jax.lax.abs's JVP is select(x >= 0, g, -g)).
     abs_slope_at_zero: float | None = None
+    # huber's gradient as reverse-mode autodiff of optax.huber_loss computes it: the loss is
+    # 0.5·q² + delta·(|e| - q) with q = min(|e|, delta), so for |e| < delta the gradient is
+    # (c·q - c·delta) + c·delta (c = 1/n), which cancels to about one ulp of c·delta.
+    huber_through_min: bool = False
+    # elu's derivative below 0 taken from its output, f(z) + 1, instead of e^z (TensorFlow's
+    # EluGrad); it cancels where f(z) is close to -1.
+    elu_derivative_from_output: bool = False
     # softplus is the identity above this input (torch.nn.functional.softplus: 20).
     softplus_threshold: float | None = None
     # Hyper-parameters (all but the learning rate) and activation constants are rounded to
@@ -91,6 +98,8 @@ SWITCH_TYPES: Mapping[str, type] = {
     "bce_from_logits": bool,
     "leaky_relu_slope_at_zero": float,
     "abs_slope_at_zero": float,
+    "elu_derivative_from_output": bool,
+    "huber_through_min": bool,
     "softplus_threshold": float,
     "float32_constants": bool,
     "second_moment_in_float32": bool,

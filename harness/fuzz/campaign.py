@@ -167,8 +167,8 @@ class Judge:
             if head.get("context") != self.context or not isinstance(head.get("known"), list):
                 if log is not None:
                     print(
-                        "crossgrad fuzz: the earlier campaign in this folder ran other backends "
-                        "or versions: its verdicts are not reused",
+                        "crossgrad fuzz: the earlier campaign in this folder ran other backends, "
+                        "versions or judging code: its verdicts are not reused",
                         file=log,
                     )
                 self.path.unlink()
@@ -273,8 +273,28 @@ def _context(options: Options) -> str:
             versions[name] = registry.load_class(name).version()
         except Exception:  # an unavailable backend has no version; its rows say why
             versions[name] = ""
-    text = json.dumps([options.reference, versions], sort_keys=True, default=str)
+    text = json.dumps([options.reference, versions, _judging_code()], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+# The modules whose code decides a verdict besides the frameworks: the reference, the
+# comparison and its tolerance model, known divergences, the kind of a failure.
+JUDGING_MODULES = ("backends.numpy", "harness.verdict", "harness.fuzz.signature")
+
+
+def _judging_code() -> str:
+    """A digest of the source of ``JUDGING_MODULES``: a campaign resumed after any of it
+    changed (a reference fix, a tolerance rule) judges everything again."""
+    import importlib
+
+    digest = hashlib.sha256()
+    for name in JUDGING_MODULES:
+        module = importlib.import_module(name)
+        origin = Path(module.__file__ or "")
+        files = sorted(origin.parent.glob("*.py")) if origin.name == "__init__.py" else [origin]
+        for file in files:
+            digest.update(file.name.encode() + b"\0" + file.read_bytes())
+    return digest.hexdigest()[:20]
 
 
 def _entry_ids(options: Options) -> list[str]:

@@ -22,6 +22,9 @@ FD_NOT_APPLICABLE = {
     "edge-sigmoid-saturated": "gradients near 1e-16 are below what a difference of float64 losses resolves",
     "edge-bce-near-0-and-1": "outputs 1e-8 from 0 and 1: the loss's curvature swamps a 1e-6 step",
     "edge-bce-moderate": "the two rows' bias gradients cancel to about 0: no relative error to speak of",
+    "fuzz-adam-float16-tiny-eps-zero-gradient": "a relu pre-activation exactly at 0: as edge-relu-zero",
+    "fuzz-gelu-negative-tail": "gradients near 1e-12 in GELU's tail: below what a loss difference resolves",
+    "fuzz-tanh-output-saturated-adamw": "gradients near 1e-7 through a saturated tanh: as edge-sigmoid-saturated",
 }
 # 1 − o cancels for outputs 9e-9 from 1: float64 loses 8 digits there (measured 1.9e-11
 # relative on the loss), which is why the 50-digit oracle exists.

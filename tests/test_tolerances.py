@@ -21,6 +21,7 @@ from harness.verdict.compare import compare
 
 INJECTED = 1e-4
 FLOAT32_CASES = [case for case in load_cases([CASES]) if case.dtype == "float32"]
+FUZZ_FINDINGS = "fuzz-findings.yaml"
 
 
 def detectable_params(case, reference: pd.DataFrame) -> pd.Series:
@@ -57,9 +58,11 @@ def test_a_1e4_gradient_error_is_flagged_at_that_parameter(case):
 
 
 def test_most_float32_gradients_are_above_the_detection_floor():
-    """The floor excludes only gradients that are tiny or cancelling by design."""
-    table = run(FLOAT32_CASES, ["numpy"])
-    by_case = {c.name: c for c in FLOAT32_CASES}
+    """The floor excludes only gradients that are tiny or cancelling by design. The fuzz
+    findings are left out: a tiny or cancelling gradient is what made most of them findings."""
+    written = [case for case in FLOAT32_CASES if f"{FUZZ_FINDINGS}:" not in case.source]
+    table = run(written, ["numpy"])
+    by_case = {c.name: c for c in written}
     visible = pd.concat(
         {name: detectable_params(by_case[name], rows) for name, rows in table.groupby("case")}
     )
@@ -69,7 +72,6 @@ def test_most_float32_gradients_are_above_the_detection_floor():
         "edge-bce-moderate[dtype=float32]",
         "edge-sigmoid-saturated[dtype=float32]",
         "loss-bce[dtype=float32]",
-        "fuzz-mae-output-equals-target",  # an output equal to its target: gradient exactly 0
     }, hidden.to_string()
 
 

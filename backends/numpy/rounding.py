@@ -68,17 +68,21 @@ VALUE_TERMS: Mapping[str, Callable[[Array], Array]] = {
 }
 
 # Derivatives made of terms that cancel move with the rounding of those terms, which
-# `_spread` (a move of z) does not see. tanh' = 1 - t·t is computed from the activation's
-# value: where the unit saturates, a framework's tanh one ulp away from the reference's moves
-# 1 - t·t by 2·t² ulps of 1 (|d slope / d t| · |t|), many times the small slope. GELU's
-# derivative 0.5·(1 + erf(z/√2)) + z·φ(z) adds terms near 1 in its negative tail, as its
-# value does (VALUE_TERMS). Each maps (z, value) to those terms. Not sigmoid's s·(1 - s):
-# after a sigmoid, binary cross-entropy divides by the same s·(1 - s), and the two
-# roundings cancel in the product rather than add (edge-bce-near-0-and-1).
+# `_spread` (a move of z) does not see. tanh' = 1 - t·t and sigmoid' = s·(1 - s) are computed
+# from the activation's value: where the unit saturates, a framework's tanh one ulp away
+# from the reference's moves 1 - t·t by 2·t² ulps of 1 (|d slope / d value| · |value|: 2·t²,
+# and |1 - 2s|·s for sigmoid), many times the small slope. GELU's derivative
+# 0.5·(1 + erf(z/√2)) + z·φ(z) adds terms near 1 in its negative tail, as its value does
+# (VALUE_TERMS). Each maps (z, value) to those terms.
 SLOPE_TERMS: Mapping[str, Callable[[Array, Array], Array]] = {
     "tanh": lambda z, t: 2 * t * t,
+    "sigmoid": lambda z, s: np.abs(1 - 2 * s) * np.abs(s),
     "gelu": lambda z, a: 1 + np.abs(z) * np.exp(-0.5 * z * z) / np.sqrt(2 * np.pi),
 }
+# Binary cross-entropy divides by the same s·(1 - s) its sigmoid output layer multiplies
+# by: both come from one rounded s, and their roundings cancel in the product, so there the
+# sigmoid's slope keeps the rule of `_spread` alone (edge-bce-near-0-and-1).
+CANCELLED_BY_LOSS = {("sigmoid", "bce")}
 
 
 def _loss_magnitudes(
@@ -161,6 +165,10 @@ def _magnitudes(case: Case, inputs: Inputs, rtol: float, semantics: Semantics) -
         case.optimizer.name, case.optimizer.args, semantics, numpy_dtype(case.dtype)
     )
 
+    def output_loss(weight: str) -> str | None:
+        """The loss, for the output layer (named by its weight); None for a hidden one."""
+        return case.loss.name if weight == names[-1][0] else None
+
     def forward() -> list[tuple[Array, Array, Array, Array, Array, Array]]:
         """Per layer: a, M(a), f'(z), M(f'(z)), and the layer's input with its magnitude."""
         a, a_mag = x, np.abs(x)
@@ -179,7 +187,7 @@ def _magnitudes(case: Case, inputs: Inputs, rtol: float, semantics: Semantics) -
             if name in VALUE_TERMS:
                 out_mag = np.maximum(out_mag, VALUE_TERMS[name](z))
             slope_mag = _through(slope_of, z, z_mag, rtol)
-            if name in SLOPE_TERMS:
+            if name in SLOPE_TERMS and (name, output_loss(weight)) not in CANCELLED_BY_LOSS:
                 slope_mag = np.maximum(slope_mag, SLOPE_TERMS[name](z, out))
             layers.append((out, out_mag, slope, slope_mag, a, a_mag))
             a, a_mag = out, out_mag

@@ -11,7 +11,7 @@ takes the per-case path, so a vectorized run reports what the loop would, only f
 from __future__ import annotations
 
 import importlib
-import traceback
+import sys
 from collections import Counter
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
@@ -133,8 +133,13 @@ def _run_batches(
             continue
         try:
             trace = runner(adapter, batch[0], batch_inputs)
-        except Exception:  # the per-case path runs these cases again and reports each crash
-            traceback.print_exc(limit=1)
+        except Exception as exc:  # the per-case path runs these cases again, reports each crash
+            print(
+                f"crossgrad: {name}: a batch of {len(batch)} cases failed as a whole "
+                f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+                "they run one by one",
+                file=sys.stderr,
+            )
             continue
         frames.append(batch_frame(trace, batch, name, version))
         if on_rows:

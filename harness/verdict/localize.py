@@ -46,6 +46,7 @@ def off_oracle(row: pd.Series, reference: str) -> str:
     if pd.isna(row.get("oracle", np.nan)) or pd.isna(row["reference"]):
         return ""
     backend_err = float(row["oracle_err"])
-    reference_err = float(abs(row["reference"] - row["oracle"]))
+    with np.errstate(invalid="ignore"):  # inf - inf is NaN, quietly: no side is nearer then
+        reference_err = float(abs(row["reference"] - row["oracle"]))
     farther = row["backend"] if backend_err > reference_err else reference
     return f"{farther} ({row['backend']} {backend_err:.3g} from the oracle, {reference} {reference_err:.3g})"

@@ -25,6 +25,7 @@ FD_NOT_APPLICABLE = {
     "fuzz-adam-float16-tiny-eps-zero-gradient": "a relu pre-activation exactly at 0: as edge-relu-zero",
     "fuzz-gelu-negative-tail": "gradients near 1e-12 in GELU's tail: below what a loss difference resolves",
     "fuzz-tanh-output-saturated-adamw": "gradients near 1e-7 through a saturated tanh: as edge-sigmoid-saturated",
+    "fuzz-elu-hidden-saturated-rmsprop": "weights of 1e-21 after saturated elus: far below a loss difference",
 }
 # 1 − o cancels for outputs 9e-9 from 1: float64 loses 8 digits there (measured 1.9e-11
 # relative on the loss), which is why the 50-digit oracle exists.

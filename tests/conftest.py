@@ -46,8 +46,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return ["crossgrad frameworks: " + ", ".join(versions), f"crossgrad test tier: {tier}"]
 
 
-# TensorFlow is the slowest framework to import and trace; the default tier runs it in the
-# workers of test_reports.py's runs, the full tier everywhere.
+# TensorFlow is the slowest framework to import and trace: the backend fixture runs it in
+# the full tier only.
 BACKEND_PARAMS = [
     pytest.param(name, marks=pytest.mark.full) if name == "tensorflow" else name
     for name in BUILTIN_BACKENDS

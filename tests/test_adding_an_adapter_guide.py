@@ -32,6 +32,8 @@ def test_the_guide_has_every_example_file():
     assert set(EXAMPLES) == {"pyproject.toml", "adapter.py", "conftest.py", "test_conformance.py"}
 
 
+# Full tier: the whole conformance battery on the example adapter.
+@pytest.mark.full
 def test_the_example_adapter_passes_the_conformance_kit(example_adapter):
     results, table = check_adapter(example_adapter)
     statuses = {r.check: r.status for r in results}

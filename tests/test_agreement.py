@@ -16,6 +16,8 @@ def mlp_cases():
     return load_cases([CASES / "mlp-nonsquare.yaml"])
 
 
+# Full tier: the reference against every framework (the conformance battery covers one in the default tier).
+@pytest.mark.full
 def test_nonsquare_mlp_agrees_with_the_reference(backend_name, mlp_cases):
     table = run_and_compare(mlp_cases, [backend_name])
     rows = table[table["backend"] == backend_name]

@@ -63,6 +63,8 @@ def known_file(tmp_path, backend: str, where: str) -> list:
     return load_known(path)
 
 
+# Full tier: the whole battery on the reference (about 6 s); the planted bugs below stay quick.
+@pytest.mark.full
 def test_the_reference_passes_every_check(capsys):
     assert main(["check-adapter", "numpy"]) == 0
     out = capsys.readouterr().out

@@ -53,6 +53,8 @@ def families():
         stream.close()
 
 
+# Full tier: 300 generated families (about 10 s); the other generator tests stay quick.
+@pytest.mark.full
 def test_generation_reaches_every_name_and_size_of_the_vocabulary(families):
     seen: Counter[str] = Counter()
     for family in families:
@@ -110,6 +112,8 @@ def test_every_optimizer_argument_has_candidate_values_and_each_is_drawn():
         assert {a for o in mine for a in o} - {"name"} == set(args), name
 
 
+# Full tier: uses the 300 families above.
+@pytest.mark.full
 def test_generated_cases_load_the_same_from_memory_and_from_their_file(families, tmp_path):
     for number, family in enumerate(families[:60]):
         mappings = family.cases(f"f{number}")
@@ -138,6 +142,8 @@ def _exact(value):
     return value
 
 
+# Full tier: uses the 300 families above.
+@pytest.mark.full
 def test_the_same_seed_generates_the_same_families(families):
     stream = FamilyStream(seed=5, dtypes=DTYPES)
     try:

@@ -18,6 +18,9 @@ from harness.cli import main
 from harness.report.folder import leftovers
 from harness.run.session import PARTIAL_FILE, RUN_FILE
 
+# Full tier: every test here signals or times a real crossgrad process.
+pytestmark = pytest.mark.full
+
 VARIANTS = 40
 SWEEP = (CASES / "seed.yaml").read_text(encoding="utf-8").split("expect:")[0] + (
     "matrix:\n  optimizer.lr: [" + ", ".join(f"0.{i:02d}" for i in range(1, VARIANTS + 1)) + "]\n"

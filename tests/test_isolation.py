@@ -15,6 +15,9 @@ from harness.cli import main
 from harness.run import workers
 from harness.run.runner import run
 
+# Full tier: every test here runs worker processes that die, hang or crash.
+pytestmark = pytest.mark.full
+
 TIMEOUT_S = 3
 MISBEHAVING = {
     "segfaulting": "worker killed by SIGSEGV",

@@ -60,6 +60,8 @@ def test_a_file_of_too_many_plain_values_is_refused_while_composing(
     assert spent < (2 if libyaml else 15)
 
 
+# Full tier: thousands of rows through the loader (about 2 s).
+@pytest.mark.full
 def test_a_case_with_thousands_of_data_rows_still_loads(tmp_path):
     rows = "[" + ", ".join(["[0.5]"] * 5000) + "]"
     text = GOOD.replace("x: [[0.8]]", f"x: {rows}").replace("y: [[1.0]]", f"y: {rows}")

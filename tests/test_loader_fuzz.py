@@ -21,6 +21,9 @@ from harness.cases.loader import load_cases
 from harness.cases.model import Case
 from harness.errors import CaseError
 
+# Full tier: Hypothesis drives the loader through thousands of hostile files.
+pytestmark = pytest.mark.full
+
 SEEDS = [
     GOOD,
     (CASES / "seed.yaml").read_text(encoding="utf-8"),

@@ -49,6 +49,8 @@ def per_backend(tmp_path_factory):
     return folders
 
 
+# Full tier: four backends run twice in worker processes (about 25 s).
+@pytest.mark.full
 def test_merged_per_backend_runs_equal_the_all_in_one_run_value_for_value(
     all_in_one, per_backend, tmp_path
 ):

@@ -44,6 +44,8 @@ def _same_reports(one, chunked):
     )
 
 
+# Full tier: two whole runs compared (about 4 s).
+@pytest.mark.full
 def test_a_run_in_chunks_writes_the_report_of_a_run_in_one_piece(tmp_path, monkeypatch):
     register(monkeypatch, {"wrong_bias": "adapters:WrongBiasGradientBackend"})
     skipping = write_case(

@@ -33,6 +33,8 @@ def detectable_params(case, reference: pd.DataFrame) -> pd.Series:
     return visible.groupby(grads["param"]).any()
 
 
+# Full tier: one reference run per float32 case; the floor test below covers them all at once.
+@pytest.mark.full
 @pytest.mark.parametrize("case", FLOAT32_CASES, ids=[c.name for c in FLOAT32_CASES])
 def test_a_1e4_gradient_error_is_flagged_at_that_parameter(case):
     reference = run([case], ["numpy"])

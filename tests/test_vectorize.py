@@ -22,6 +22,9 @@ from harness.run.pipeline import judge
 from harness.run.trace import Trace
 from harness.verdict.known import known_option
 
+# Full tier: every batched backend against its per-case loop on the case library.
+pytestmark = pytest.mark.full
+
 BATCHED = [name for name in registry.entries() if registry.vectorized(name)]
 # TensorFlow traces a tf.function per step key, the slowest part of this file: full tier.
 BATCHED_PARAMS = [

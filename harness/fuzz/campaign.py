@@ -26,6 +26,7 @@ import random
 import shutil
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -100,6 +101,13 @@ class FamilyStream:
         self._thread.start()
 
     def _generate(self, seed: int, dtypes: tuple[str, ...]) -> None:
+        # Hypothesis restores the recursion limit a search found, and warns when something
+        # else changed it meanwhile: here the campaign's own thread, importing frameworks
+        # that raise it. Nothing to act on, once per round otherwise.
+        warnings.filterwarnings(
+            "ignore", message="The recursion limit will not be reset", module="hypothesis"
+        )
+
         def hand_over(family: Family) -> bool:
             while not self._stop.is_set():
                 try:

@@ -301,6 +301,11 @@ def loss(name: str, semantics: Semantics = PYTORCH) -> LossFunction:
     return LOSSES[name]
 
 
+def _in_float32(x: Array) -> Array:
+    """An operand as torch's half-precision kernels read it: widened to float32 (opmath)."""
+    return np.asarray(x, np.float32)
+
+
 class Optimizer:
     """PyTorch's documented update rules (torch.optim), one parameter dict at a time, or a
     framework's documented variant of them (``semantics``)."""
@@ -377,7 +382,7 @@ class Optimizer:
     def _adam(self, p: Array, g: Array, state: dict[str, Any], decoupled: bool = False) -> Array:
         a = self.args
         beta1, beta2 = a["betas"]
-        if p.dtype == np.float16 and self.semantics == PYTORCH:
+        if self._torch_float16_kernels(p):
             return self._adam_float16(p, g, state, decoupled)
         if decoupled:
             p = p * (1 - a["lr"] * self._k(a["weight_decay"]))
@@ -416,6 +421,11 @@ class Optimizer:
         m_hat = state["m"] / (1 - beta1_power)
         return p - a["lr"] * m_hat / (np.sqrt(v_hat) + a["eps"])
 
+    def _torch_float16_kernels(self, p: Array) -> bool:
+        """float16 under PyTorch's semantics: computed as torch's kernels do (``_adam_float16``);
+        a switch computes the documented formula in the case's dtype instead."""
+        return p.dtype == np.float16 and self.semantics == PYTORCH
+
     def _adam_float16(self, p: Array, g: Array, state: dict[str, Any], decoupled: bool) -> Array:
         """torch.optim.Adam's single-tensor loop as its float16 kernels compute it: each
         in-place op (lerp_, addcmul_, addcdiv_, add_, mul_) works in float32 with its Python
@@ -424,8 +434,7 @@ class Optimizer:
         way lr * m_hat does."""
         a = self.args
         beta1, beta2 = a["betas"]
-        half, f32 = p.dtype, np.float32
-        wide = lambda x: np.asarray(x, f32)  # noqa: E731
+        half, f32, wide = p.dtype, np.float32, _in_float32
         if decoupled:
             p = (wide(p) * f32(1 - a["lr"] * a["weight_decay"])).astype(half)
         elif a["weight_decay"]:
@@ -469,7 +478,7 @@ class Optimizer:
 
     def _adagrad(self, p: Array, g: Array, state: dict[str, Any]) -> Array:
         a = self.args
-        if p.dtype == np.float16 and self.semantics == PYTORCH:
+        if self._torch_float16_kernels(p):
             return self._adagrad_float16(p, g, state)
         p, g = self._weight_decay(p, g)
         if "sum" not in state:
@@ -482,8 +491,7 @@ class Optimizer:
         ``_adam_float16``): sum.addcmul_(g, g), std = sum.sqrt().add_(eps),
         p.addcdiv_(g, std, value=-lr)."""
         a = self.args
-        half, f32 = p.dtype, np.float32
-        wide = lambda x: np.asarray(x, f32)  # noqa: E731
+        half, f32, wide = p.dtype, np.float32, _in_float32
         if a["weight_decay"]:
             g = (wide(g) + f32(a["weight_decay"]) * wide(p)).astype(half)
         if "sum" not in state:
